@@ -1,0 +1,197 @@
+"""The HDF5/JSON layer: provenance, atomic writes, resumable chunks, and fuzzed readers."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ising_moe import io
+from ising_moe.errors import DataFormatError, InvalidParameterError, OutputExistsError
+
+
+def _write_example(path, **kw):
+    with io.atomic_h5(path, kind="exact", params={"n": 4, "beta": 1.0}, seed=7, **kw) as f:
+        io.write_array(f, "marginals", np.full((4, 3), 1 / 3), ("position", "state"))
+        io.write_array(f, "correlation", np.linspace(1, 0, 5), ("distance",))
+
+
+def _read_example(path):
+    with io.open_h5(path, kind="exact") as f:
+        params = io.read_params(f)
+        marg = io.read_array(f, "marginals", kinds="f", ndim=2, shape=(params["n"], None))
+        corr = io.read_array(f, "correlation", kinds="f", ndim=1)
+        seed = io.read_attr(f, "seed", int)
+    return marg, corr, seed
+
+
+def test_provenance_and_roundtrip(tmp_path):
+    path = tmp_path / "x.h5"
+    _write_example(path)
+    with h5py.File(path, "r") as f:
+        attrs = dict(f.attrs)
+        assert list(f.attrs)[-1] == "finished"  # written last
+    for key in ("schema_version", "ising_moe_version", "kind", "created", "params", "seed", "finished"):
+        assert key in attrs
+    assert json.loads(attrs["params"]) == {"beta": 1.0, "n": 4}
+    marg, corr, seed = _read_example(path)
+    assert marg.shape == (4, 3) and seed == 7
+
+
+def test_fail_if_exists_and_overwrite(tmp_path):
+    path = tmp_path / "x.h5"
+    _write_example(path)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        _write_example(path)
+    _write_example(path, overwrite=True)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    path = tmp_path / "x.h5"
+    with pytest.raises(RuntimeError):
+        with io.atomic_h5(path, kind="exact", params={}) as f:
+            f["a"] = np.ones(3)
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reader_errors(tmp_path):
+    path = tmp_path / "x.h5"
+    _write_example(path)
+    with pytest.raises(DataFormatError, match="holds 'exact' data"):
+        io.open_h5(path, kind="experts")
+    with h5py.File(path, "a") as f:
+        f.attrs["finished"] = False
+    with pytest.raises(DataFormatError, match="unfinished"):
+        io.open_h5(path)
+    with h5py.File(path, "a") as f:
+        f.attrs["finished"] = True
+        f.attrs["schema_version"] = io.SCHEMA_VERSION + 1
+    with pytest.raises(DataFormatError, match="upgrade ising-moe"):
+        io.open_h5(path)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(DataFormatError, match="not a readable HDF5"):
+        io.open_h5(tmp_path / "text.h5")
+    with pytest.raises(DataFormatError, match="no such file"):
+        io.open_h5(tmp_path / "missing.h5")
+
+
+def test_dimension_scales_label_axes(tmp_path):
+    path = tmp_path / "x.h5"
+    with io.atomic_h5(path, kind="experts", params={}) as f:
+        d = io.stream_array(f, "experts", (5, 2), "u1", ("sequence", "position", "rank"))
+        io.append_rows(d, np.zeros((3, 5, 2)))
+        io.append_rows(d, np.ones((2, 5, 2)))
+    with h5py.File(path, "r") as f:
+        assert [dim.label for dim in f["experts"].dims] == ["sequence", "position", "rank"]
+        np.testing.assert_array_equal(f["sequence"][()], np.arange(5))
+        assert f["experts"].shape == (5, 5, 2)
+
+
+def test_json_writer(tmp_path):
+    path = tmp_path / "s.json"
+    io.write_json(path, {"xi": 1.5}, kind="summary", params={"a": 1}, seed=3)
+    doc = io.read_json(path, kind="summary")
+    assert list(doc)[-1] == "finished" and doc["xi"] == 1.5 and doc["seed"] == 3
+    with pytest.raises(OutputExistsError):
+        io.write_json(path, {}, kind="summary", params={})
+    path.write_text("{")
+    with pytest.raises(DataFormatError):
+        io.read_json(path)
+
+
+def test_chunk_store_resume_and_mismatch(tmp_path):
+    final = tmp_path / "out.h5"
+    store = io.ChunkStore(final, "experts", {"a": 1}).open()
+    store.write(0, {"x": np.arange(3)})
+    again = io.ChunkStore(final, "experts", {"a": 1}).open()
+    assert again.resumed and again.done() == {0} and again.created == store.created
+    np.testing.assert_array_equal(again.read(0)["x"], np.arange(3))
+    with pytest.raises(InvalidParameterError, match="other parameters"):
+        io.ChunkStore(final, "experts", {"a": 2}).open()
+    fresh = io.ChunkStore(final, "experts", {"a": 2}).open(overwrite=True)
+    assert fresh.done() == set()
+    fresh.remove()
+    assert not fresh.directory.exists()
+
+
+# ----------------------------------------------------------------------------- fuzzing
+_VALID = None
+
+
+def _valid_bytes() -> bytes:
+    global _VALID
+    if _VALID is None:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "v.h5"
+            _write_example(p)
+            _VALID = p.read_bytes()
+    return _VALID
+
+
+def _must_fail_cleanly(path):
+    try:
+        _read_example(path)
+    except DataFormatError:
+        pass
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=0, max_value=10**6))
+def test_fuzz_truncated_file(cut):
+    data = _valid_bytes()
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "t.h5"
+        p.write_bytes(data[: cut % len(data)])
+        with pytest.raises(DataFormatError):
+            _read_example(p)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8))
+def test_fuzz_corrupted_bytes(edits):
+    data = bytearray(_valid_bytes())
+    for pos, val in edits:
+        data[pos % len(data)] = val
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "c.h5"
+        p.write_bytes(bytes(data))
+        _must_fail_cleanly(p)
+
+
+_MUTATIONS = ["del_attr", "del_dataset", "wrong_dtype", "wrong_shape", "bad_params", "attr_array", "group"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutation=st.sampled_from(_MUTATIONS), which=st.integers(0, 100))
+def test_fuzz_structural_mutations(mutation, which):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "m.h5"
+        p.write_bytes(_valid_bytes())
+        with h5py.File(p, "a") as f:
+            names = ["marginals", "correlation"]
+            attrs = sorted(f.attrs)
+            name = names[which % 2]
+            if mutation == "del_attr":
+                del f.attrs[attrs[which % len(attrs)]]
+            elif mutation == "del_dataset":
+                del f[name]
+            elif mutation == "wrong_dtype":
+                del f[name]
+                f[name] = np.array(["a", "b"], dtype="S1")
+            elif mutation == "wrong_shape":
+                del f[name]
+                f[name] = np.zeros((2, 2, 2))
+            elif mutation == "bad_params":
+                f.attrs["params"] = "{not json" if which % 2 else "[1, 2]"
+            elif mutation == "attr_array":
+                f.attrs[attrs[which % len(attrs)]] = np.arange(3)
+            elif mutation == "group":
+                del f[name]
+                f.create_group(name)
+        _must_fail_cleanly(p)

@@ -156,6 +156,71 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
     ])
 
 
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    """``--layers 1,3,5`` style options."""
+    if text is None or text == "":
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InvalidParameterError(f"{option} must be comma-separated integers, got {text!r}") from None
+
+
+@main.command()
+@click.option("--model", "-m", default="switch-8", show_default=True,
+              help="Alias (switch-8/16/32/64/128, olmoe, mixtral, qwen-moe), hub id, or local directory.")
+@click.option("--corpus", type=click.Path(path_type=Path), default=None,
+              help="Text file, directory or JSONL [default: the shipped corpus data/corpus/kjv.txt.gz].")
+@click.option("--layers", default=None, help="MoE block indices to record, e.g. 1,3,5 [default: all].")
+@click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per sequence.")
+@click.option("--n-sequences", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
+              help="[default: bf16 on GPU, fp32 on CPU]")
+@click.option("--device", default=None, help="cuda, cuda:1, cpu [default: cuda if available].")
+@click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="[default: data/<model>.h5, data/<model>.random-init.h5 with --random-init]")
+@click.option("--random-init", is_flag=True, help="Random weights from the real configuration (seeded).")
+@click.option("--reduced", is_flag=True, help="With --random-init: the reduced-size variant (olmoe).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--router-probs", is_flag=True, help="Also store chosen experts' probabilities and router entropy.")
+@click.option("--hidden-states", is_flag=True, help="Also store router-input hidden states (large).")
+@click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
+@click.option("--packing", type=click.Choice(["concat", "document"]), default="concat", show_default=True,
+              help="Full windows of the concatenated corpus, or one padded sequence per document.")
+@click.option("--padding-side", type=click.Choice(["right", "left"]), default="right", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the output and discard interrupted partial work.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, device, revision, output,
+            random_init, reduced, seed, router_probs, hidden_states, text_field, packing, padding_side,
+            overwrite, as_json):
+    """Extract top-k expert sequences from a MoE model into HDF5 (resumable)."""
+    from .errors import require
+
+    require("torch", "extract", "isingmoe extract")
+    from .extract import extract as run_extract
+
+    result = run_extract(
+        model, corpus, output=output, layers=_int_list(layers, "--layers"), max_length=max_length,
+        n_sequences=n_sequences, batch_size=batch_size, dtype=dtype, device=device, revision=revision,
+        random_init=random_init, reduced=reduced, seed=seed, router_probs=router_probs,
+        hidden_states=hidden_states, text_field=text_field, packing=packing, padding_side=padding_side,
+        overwrite=overwrite, progress=not as_json)
+    payload = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+    lines = [
+        f"wrote {result.path}{' (resumed)' if result.resumed else ''}",
+        f"model {result.model_id}: {result.n_experts} experts, top-{result.top_k}, MoE layers {result.layers}",
+        f"{result.n_sequences} sequences, {result.n_tokens} tokens, tokenizer {result.tokenizer}",
+    ]
+    if result.drop_fraction is not None:
+        lines.append("capacity drops by layer: " + ", ".join(
+            f"{layer}: {frac:.1%}" for layer, frac in zip(result.layers, result.drop_fraction)))
+    if result.weights == "random-init":
+        lines.append("NOTE: RANDOM-INIT weights, not a trained model: use this data to test pipelines only.")
+    _emit(payload, as_json, lines)
+
+
 def _scalar(text: str, option: str) -> float:
     try:
         return float(text)

@@ -1,0 +1,268 @@
+"""Expert-sequence data: the in-memory form of an extraction file, and its validated reader.
+
+An extraction file (kind ``"experts"``, written by ``isingmoe extract``) holds
+
+- ``experts`` (sequence, layer, position, rank): the router's top-k expert ids in rank order;
+- ``mask`` (sequence, position): valid (non-padding) tokens;
+- ``layer`` (layer,): the model's block index of each MoE layer;
+- optional ``dropped`` (sequence, layer, position): Switch tokens dropped by expert capacity; their
+  ``experts`` entry is the router's choice, which no expert processed;
+- optional ``token_ids``, ``router_probs`` (probabilities of the chosen experts),
+  ``router_entropy``, ``hidden_states`` (router inputs);
+
+and the provenance attributes ``model_id``, ``revision``, ``weights`` (``"pretrained"`` or
+``"random-init"``), ``n_experts``, ``top_k`` and the rest of the extraction parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._util import as_int, as_mask
+from .errors import DataFormatError, InvalidParameterError
+from .io import open_h5, read_array, read_attr, read_params
+
+__all__ = ["ExpertSequences", "load_experts", "DROPPED_POLICIES"]
+
+#: how Switch tokens dropped by expert capacity enter an analysis
+DROPPED_POLICIES = ("exclude", "state", "router")
+
+
+@dataclass(frozen=True, eq=False)
+class ExpertSequences:
+    """Routing decisions of one model over a corpus.
+
+    Parameters
+    ----------
+    experts : ndarray of int, shape (n_sequences, n_layers, n_positions, top_k)
+    mask : ndarray of bool, shape (n_sequences, n_positions)
+    n_experts : int
+    layers : ndarray of int, shape (n_layers,), optional
+        Model block index of each MoE layer (default ``0..n_layers-1``).
+    dropped : ndarray of bool, shape (n_sequences, n_layers, n_positions), optional
+    token_ids : ndarray of int, shape (n_sequences, n_positions), optional
+    router_probs : ndarray of float, shape (n_sequences, n_layers, n_positions, top_k), optional
+    router_entropy : ndarray of float, shape (n_sequences, n_layers, n_positions), optional
+    attrs : dict
+        Provenance of the source (``model_id``, ``weights``, ...).
+    path : Path, optional
+        The file it was read from.
+    """
+
+    experts: np.ndarray
+    mask: np.ndarray
+    n_experts: int
+    layers: np.ndarray | None = None
+    dropped: np.ndarray | None = None
+    token_ids: np.ndarray | None = None
+    router_probs: np.ndarray | None = None
+    router_entropy: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self):
+        experts = np.asarray(self.experts)
+        if experts.ndim == 2:  # (n_sequences, n_positions): one layer, top-1
+            experts = experts[:, None, :, None]
+        if experts.ndim != 4 or not np.issubdtype(experts.dtype, np.integer):
+            raise InvalidParameterError(
+                "experts must be an integer array of shape (n_sequences, n_layers, n_positions, top_k) "
+                f"or (n_sequences, n_positions), got {experts.dtype} {experts.shape}"
+            )
+        n_seq, n_layers, n_pos, _ = experts.shape
+        n_experts = as_int(self.n_experts, "n_experts", minimum=1)
+        mask = as_mask(self.mask, (n_seq, n_pos))
+        if experts.size and (experts.min() < 0 or experts.max() >= n_experts):
+            raise InvalidParameterError(
+                f"expert ids must lie in 0..{n_experts - 1}, found [{experts.min()}, {experts.max()}]"
+            )
+        layers = np.arange(n_layers) if self.layers is None else np.asarray(self.layers, dtype=np.int64)
+        if layers.shape != (n_layers,):
+            raise InvalidParameterError(f"layers must have shape ({n_layers},), got {layers.shape}")
+        dropped = None if self.dropped is None else as_mask(self.dropped, (n_seq, n_layers, n_pos), "dropped")
+        object.__setattr__(self, "experts", experts)
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "n_experts", n_experts)
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "dropped", dropped)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_sequences(self) -> int:
+        return self.experts.shape[0]
+
+    @property
+    def n_layers(self) -> int:
+        return self.experts.shape[1]
+
+    @property
+    def n_positions(self) -> int:
+        return self.experts.shape[2]
+
+    @property
+    def top_k(self) -> int:
+        return self.experts.shape[3]
+
+    # ------------------------------------------------------------------ provenance
+    @property
+    def model_id(self) -> str:
+        return str(self.attrs.get("model_id", "unknown"))
+
+    @property
+    def weights(self) -> str:
+        return str(self.attrs.get("weights", "unknown"))
+
+    @property
+    def is_random_init(self) -> bool:
+        return self.weights == "random-init"
+
+    @property
+    def provenance_note(self) -> str | None:
+        """The line every report built from random-init data must print (else ``None``)."""
+        if self.is_random_init:
+            extra = f" ({self.attrs['reduced']})" if self.attrs.get("reduced") else ""
+            return (f"NOTE: {self.model_id} data comes from RANDOM-INIT weights{extra}, not a trained "
+                    "model: it tests the pipeline and says nothing about trained routing.")
+        return None
+
+    # ------------------------------------------------------------------ views
+    def layer_index(self, layer: int) -> int:
+        """Position in the ``layer`` axis of a model block index."""
+        hits = np.flatnonzero(self.layers == layer)
+        if hits.size == 0:
+            raise InvalidParameterError(
+                f"layer {layer} is not a MoE layer of this data; available: {self.layers.tolist()}"
+            )
+        return int(hits[0])
+
+    def states(self, layer: int, rank: int = 0, dropped: str = "exclude"):
+        """Top-``rank`` expert sequence of one layer as chain states.
+
+        Parameters
+        ----------
+        layer : int
+            Model block index (one of ``layers``).
+        rank : int, default 0
+            0 = the router's first choice.
+        dropped : {"exclude", "state", "router"}
+            Capacity-dropped tokens: masked out (default), mapped to an extra state
+            ``n_experts``, or kept as the router's choice (what the router decided, ignoring capacity).
+
+        Returns
+        -------
+        states : ndarray of int32, shape (n_sequences, n_positions)
+        mask : ndarray of bool, shape (n_sequences, n_positions)
+        n_states : int
+        """
+        if dropped not in DROPPED_POLICIES:
+            raise InvalidParameterError(f"dropped must be one of {DROPPED_POLICIES}, got {dropped!r}")
+        rank = as_int(rank, "rank", 0, self.top_k - 1)
+        li = self.layer_index(layer)
+        x = self.experts[:, li, :, rank].astype(np.int32)
+        mask = self.mask.copy()
+        n_states = self.n_experts
+        if self.dropped is not None:
+            d = self.dropped[:, li, :] & mask
+            if dropped == "exclude":
+                mask &= ~d
+            elif dropped == "state":
+                x = np.where(d, self.n_experts, x).astype(np.int32)
+                n_states += 1
+        x = np.where(mask, x, 0).astype(np.int32)
+        return x, mask, n_states
+
+    def indicators(self, layer: int, expert: int, dropped: str = "exclude"):
+        """Binary sequence ``1[expert in top-k]`` of one layer (the per-expert view of top-k routing).
+
+        Returns
+        -------
+        states : ndarray of int32 in {0, 1}, shape (n_sequences, n_positions)
+        mask : ndarray of bool, shape (n_sequences, n_positions)
+        """
+        if dropped not in ("exclude", "router"):
+            raise InvalidParameterError("indicators support dropped='exclude' or 'router'")
+        expert = as_int(expert, "expert", 0, self.n_experts - 1)
+        li = self.layer_index(layer)
+        x = (self.experts[:, li] == expert).any(axis=-1).astype(np.int32)
+        mask = self.mask.copy()
+        if self.dropped is not None and dropped == "exclude":
+            mask &= ~self.dropped[:, li]
+        return np.where(mask, x, 0).astype(np.int32), mask
+
+
+def load_experts(path, layers=None) -> ExpertSequences:
+    """Read and validate an extraction file.
+
+    Parameters
+    ----------
+    path : path-like
+    layers : sequence of int, optional
+        Model block indices to keep (default all).
+
+    Raises
+    ------
+    DataFormatError
+        Malformed, unfinished or of another kind; expert ids out of range.
+    """
+    path = Path(path)
+    with open_h5(path, kind="experts") as f:
+        params = read_params(f)
+        experts = read_array(f, "experts", kinds="iu", ndim=4)
+        n_seq, n_layers, n_pos, top_k = experts.shape
+        mask = read_array(f, "mask", kinds="b", shape=(n_seq, n_pos))
+        layer_ids = read_array(f, "layer", kinds="iu", shape=(n_layers,))
+        dropped = read_array(f, "dropped", kinds="b", shape=(n_seq, n_layers, n_pos), required=False)
+        token_ids = read_array(f, "token_ids", kinds="iu", shape=(n_seq, n_pos), required=False)
+        probs = read_array(f, "router_probs", kinds="f", shape=(n_seq, n_layers, n_pos, top_k), required=False)
+        entropy = read_array(f, "router_entropy", kinds="f", shape=(n_seq, n_layers, n_pos), required=False)
+        n_experts = read_attr(f, "n_experts", int)
+        attrs = {key: _attr_value(f.attrs[key]) for key in f.attrs}
+        attrs["params"] = params
+        if read_attr(f, "top_k", int) != top_k:
+            raise DataFormatError(f"{path}: top_k attribute disagrees with the experts dataset")
+    if experts.size and (experts.max() >= n_experts):
+        raise DataFormatError(f"{path}: expert id {experts.max()} >= n_experts = {n_experts}")
+    if layers is not None:
+        keep = []
+        for layer in layers:
+            hits = np.flatnonzero(layer_ids == layer)
+            if hits.size == 0:
+                raise InvalidParameterError(
+                    f"layer {layer} is not in {path}; its MoE layers are {layer_ids.tolist()}"
+                )
+            keep.append(int(hits[0]))
+        experts, layer_ids = experts[:, keep], layer_ids[keep]
+        dropped = None if dropped is None else dropped[:, keep]
+        probs = None if probs is None else probs[:, keep]
+        entropy = None if entropy is None else entropy[:, keep]
+    return ExpertSequences(experts=experts, mask=mask, n_experts=n_experts, layers=layer_ids,
+                           dropped=dropped, token_ids=token_ids, router_probs=probs,
+                           router_entropy=entropy, attrs=attrs, path=path)
+
+
+def read_hidden_states(path, layer: int, max_sequences: int | None = None) -> np.ndarray | None:
+    """Router-input hidden states of one layer, shape (n_sequences, n_positions, d_model), if stored."""
+    with open_h5(path, kind="experts") as f:
+        if "hidden_states" not in f:
+            return None
+        dset = f["hidden_states"]
+        layer_ids = read_array(f, "layer", kinds="iu", ndim=1)
+        hits = np.flatnonzero(layer_ids == layer)
+        if hits.size == 0 or dset.ndim != 4:
+            raise DataFormatError(f"{path}: hidden_states has no layer {layer}")
+        stop = dset.shape[0] if max_sequences is None else min(max_sequences, dset.shape[0])
+        return dset[:stop, int(hits[0])].astype(np.float32)
+
+
+def _attr_value(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

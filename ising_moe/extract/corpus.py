@@ -1,0 +1,132 @@
+"""Text corpora for extraction: plain text (optionally gzipped), a directory of files, or JSONL.
+
+No torch needed. Every malformed input gets a :class:`DataFormatError` that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataFormatError, InvalidParameterError
+from ..models import data_dir
+
+__all__ = ["Corpus", "read_corpus", "default_corpus_path"]
+
+_TEXT_SUFFIXES = (".txt", ".txt.gz", ".text", ".md")
+_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Documents of a corpus with the provenance of their source.
+
+    Attributes
+    ----------
+    name : str
+        The path as given.
+    documents : list of str
+    sha256 : str
+        Hash of the files' bytes (names and contents, in sorted order).
+    """
+
+    name: str
+    documents: list[str]
+    sha256: str
+
+
+def default_corpus_path() -> Path:
+    """The shipped corpus: the King James Bible (public domain), ``data/corpus/kjv.txt.gz``."""
+    return data_dir() / "corpus" / "kjv.txt.gz"
+
+
+def _read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataFormatError(f"{path} is not a valid gzip file ({exc})") from None
+    return data
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            f"{path} is not UTF-8 (invalid byte at offset {exc.start}): re-encode it, e.g. "
+            f"`iconv -f latin1 -t utf-8 {path.name} > fixed.txt`"
+        ) from None
+
+
+def _jsonl_documents(path: Path, text: str, text_field: str) -> list[str]:
+    docs = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or text_field not in record:
+            fields = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
+            raise DataFormatError(
+                f"{path}:{lineno}: no field {text_field!r} (found: {fields}); pass --text-field NAME"
+            )
+        value = record[text_field]
+        if not isinstance(value, str):
+            raise DataFormatError(f"{path}:{lineno}: field {text_field!r} is not a string")
+        if value.strip():
+            docs.append(value)
+    return docs
+
+
+def read_corpus(source=None, text_field: str = "text") -> Corpus:
+    """Read a corpus.
+
+    Parameters
+    ----------
+    source : path-like, optional
+        A ``.txt``/``.txt.gz`` file (one document), a ``.jsonl`` file (one document per line, text
+        in ``text_field``), or a directory of such files (read in sorted order). Default: the
+        shipped corpus (:func:`default_corpus_path`).
+    text_field : str, default "text"
+
+    Raises
+    ------
+    InvalidParameterError
+        The path does not exist or has an unknown extension.
+    DataFormatError
+        Empty, not UTF-8, invalid JSON, or JSONL without ``text_field``.
+    """
+    path = Path(source) if source is not None else default_corpus_path()
+    if not path.exists():
+        hint = " (the shipped corpus is missing: reinstall from a full checkout)" if source is None else ""
+        raise InvalidParameterError(f"corpus {path} does not exist{hint}")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = [p for p in files if p.name.endswith(_TEXT_SUFFIXES + _JSONL_SUFFIXES)] if path.is_dir() else files
+    if not files:
+        raise DataFormatError(f"{path} holds no .txt or .jsonl files")
+    digest = hashlib.sha256()
+    documents: list[str] = []
+    for file in files:
+        if not file.name.endswith(_TEXT_SUFFIXES + _JSONL_SUFFIXES):
+            raise InvalidParameterError(
+                f"{file}: unknown corpus format; use .txt, .txt.gz, .jsonl or .jsonl.gz"
+            )
+        data = _read_bytes(file)
+        digest.update(file.name.encode() + b"\0" + data)
+        text = _decode(file, data)
+        if file.name.endswith(_JSONL_SUFFIXES):
+            docs = _jsonl_documents(file, text, text_field)
+        else:
+            docs = [text] if text.strip() else []
+        if not docs:
+            raise DataFormatError(f"{file} is empty (no text to tokenise)")
+        documents.extend(docs)
+    return Corpus(name=str(source) if source is not None else f"shipped:{path.name}",
+                  documents=documents, sha256=digest.hexdigest())

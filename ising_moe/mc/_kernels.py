@@ -1,0 +1,500 @@
+"""Numba kernels of the Monte Carlo samplers (private; see :mod:`ising_moe.mc.samplers`).
+
+Random numbers: each chain owns a xoshiro256** state (4 x uint64) derived from a NumPy
+``Generator`` by the wrapper (``Generator.spawn``, one child per chain); a kernel advances only the
+states of its own chains, so results for a seed do not depend on the number of threads.
+Uniform doubles take the top 53 bits; an integer below ``m`` is ``floor(u m)`` (bias below
+``m / 2**53``).
+
+Model arrays (all ``beta`` already applied where the name says ``log``):
+
+- ``wf`` (n_f, q): ``exp(beta h_i(a) - max_a)``, ``n_f`` in {1, n};
+- ``wj`` (n_c, q, q): ``exp(beta J_b(a, b) - max)``, bonds ``b = 0..n_bonds-1`` (bond ``b`` joins
+  ``b`` and ``(b + 1) % n``), ``n_c`` in {1, n_bonds};
+- ``lf`` (n_f, q): ``beta h``; ``bond_p`` (n_p,): ``1 - exp(-beta J_b)`` of Potts-form bonds;
+- ``fields``, ``couplings``: raw parameters (for the energy).
+
+Observables written per measured sweep ``t`` of chain ``c``: ``energy[c, t]`` (``E`` without
+beta), ``occupation[c, t, a]`` (number of sites in state ``a``), ``overlap[c, t, r]`` (fraction of
+pairs ``(i, i + r)`` in the same state, ``r = 0..R``), ``site_counts[c, i, a] += 1[s_i = a]``, and
+every ``save_every`` sweeps the configuration into ``snapshots``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._numba import njit
+
+METROPOLIS, METROPOLIS_RANDOM, HEAT_BATH, SWENDSEN_WANG, WOLFF = 0, 1, 2, 3, 4
+
+_MASK53 = 1.0 / 9007199254740992.0
+
+
+# ----------------------------------------------------------------------------- xoshiro256**
+@njit(inline="always")
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(inline="always")
+def next_u64(st):
+    """xoshiro256** step on ``st`` (shape (4,), uint64); returns the next 64-bit output."""
+    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+    result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+    return result
+
+
+@njit(inline="always")
+def next_double(st):
+    """Uniform double in [0, 1) from the top 53 bits."""
+    return float(next_u64(st) >> np.uint64(11)) * _MASK53
+
+
+@njit(inline="always")
+def next_below(st, m):
+    """Integer uniform in 0..m-1."""
+    return int(next_double(st) * m)
+
+
+# ----------------------------------------------------------------------------- nearest neighbour
+@njit(inline="always")
+def _row(arr, i):
+    return i if arr.shape[0] > 1 else 0
+
+
+@njit
+def metropolis_sweep(spins, st, wf, wj, periodic, random_order):
+    """One sweep of ``n`` Metropolis updates (sites in order, or drawn at random).
+
+    A new state is proposed uniformly among the ``q - 1`` others and accepted with probability
+    ``min(1, w(new) / w(old))``, the ratio of Boltzmann weights of the site's field and its bonds.
+    Returns the number of accepted moves.
+    """
+    n = spins.shape[0]
+    q = wf.shape[1]
+    accepted = 0
+    for step in range(n):
+        i = next_below(st, n) if random_order else step
+        old = spins[i]
+        new = (old + 1 + next_below(st, q - 1)) % q
+        fi = _row(wf, i)
+        num = wf[fi, new]
+        den = wf[fi, old]
+        if i > 0 or periodic:
+            left = i - 1 if i > 0 else n - 1
+            w = wj[_row(wj, left)]
+            sl = spins[left]
+            num *= w[sl, new]
+            den *= w[sl, old]
+        if i < n - 1 or periodic:
+            sr = spins[i + 1] if i < n - 1 else spins[0]
+            w = wj[_row(wj, i)]
+            num *= w[new, sr]
+            den *= w[old, sr]
+        if num >= den or next_double(st) * den < num:
+            spins[i] = new
+            accepted += 1
+    return accepted
+
+
+@njit
+def heat_bath_sweep(spins, st, wf, wj, periodic, buf):
+    """One sequential sweep of heat-bath (Gibbs) updates: ``s_i`` drawn from its conditional."""
+    n = spins.shape[0]
+    q = wf.shape[1]
+    for i in range(n):
+        fi = _row(wf, i)
+        has_left = i > 0 or periodic
+        has_right = i < n - 1 or periodic
+        left = i - 1 if i > 0 else n - 1
+        sl = spins[left]
+        sr = spins[i + 1] if i < n - 1 else spins[0]
+        wl = wj[_row(wj, left)]
+        wr = wj[_row(wj, i)]
+        total = 0.0
+        for a in range(q):
+            w = wf[fi, a]
+            if has_left:
+                w *= wl[sl, a]
+            if has_right:
+                w *= wr[a, sr]
+            total += w
+            buf[a] = total
+        target = next_double(st) * total
+        a = 0
+        while a < q - 1 and buf[a] <= target:
+            a += 1
+        spins[i] = a
+    return n
+
+
+@njit
+def swendsen_wang_sweep(spins, st, lf, bond_p, periodic, labels, cluster_logw, new_state):
+    """One Swendsen-Wang update of a Potts-form chain (``J_b delta + const``, ``J_b >= 0``).
+
+    Bonds between equal neighbours are activated with ``p_b = 1 - exp(-beta J_b)``; in 1D the
+    clusters are runs of sites (the periodic closing bond may join the last run to the first).
+    Each cluster takes a new state from its conditional given the bonds,
+    ``P(a) ~ exp(sum_{i in C} beta h_i(a))`` (exact with fields). Returns the number of clusters.
+    """
+    n = spins.shape[0]
+    q = lf.shape[1]
+    labels[0] = 0
+    for i in range(1, n):
+        if spins[i - 1] == spins[i] and next_double(st) < bond_p[_row(bond_p, i - 1)]:
+            labels[i] = labels[i - 1]
+        else:
+            labels[i] = labels[i - 1] + 1
+    n_labels = labels[n - 1] + 1
+    n_clusters = n_labels
+    if periodic and n_labels > 1 and spins[n - 1] == spins[0]:
+        if next_double(st) < bond_p[_row(bond_p, n - 1)]:
+            last = labels[n - 1]
+            i = n - 1
+            while labels[i] == last:
+                labels[i] = 0
+                i -= 1
+            n_clusters -= 1
+    cluster_logw[:n_labels, :] = 0.0
+    for i in range(n):
+        fi = _row(lf, i)
+        for a in range(q):
+            cluster_logw[labels[i], a] += lf[fi, a]
+    for c in range(n_labels):
+        m = cluster_logw[c, 0]
+        for a in range(1, q):
+            m = max(m, cluster_logw[c, a])
+        total = 0.0
+        for a in range(q):
+            total += np.exp(cluster_logw[c, a] - m)
+        target = next_double(st) * total
+        acc = 0.0
+        new_state[c] = q - 1
+        for a in range(q):
+            acc += np.exp(cluster_logw[c, a] - m)
+            if target < acc:
+                new_state[c] = a
+                break
+    for i in range(n):
+        spins[i] = new_state[labels[i]]
+    return n_clusters
+
+
+@njit
+def wolff_sweep(spins, st, lf, bond_p, periodic, n_updates, visits):
+    """``n_updates`` Wolff single-cluster updates (one "sweep"); ``n_updates = 0``: until ``n`` sites
+    were in clusters (burn-in only: a state-dependent stopping time would bias measurements).
+
+    A cluster grows from a random seed over bonds to equal neighbours with ``p_b``; it is
+    proposed to flip to a uniformly chosen other state and accepted with
+    ``min(1, exp(sum_{i in C} beta (h_i(new) - h_i(old))))`` (the bond terms cancel exactly
+    against the growth probabilities). Adds the cluster sizes to ``visits[0]`` and the number of
+    updates to ``visits[1]``; returns the number of accepted flips.
+    """
+    n = spins.shape[0]
+    q = lf.shape[1]
+    visited = 0
+    done = 0
+    accepted = 0
+    while (n_updates == 0 and visited < n) or done < n_updates:
+        done += 1
+        seed = next_below(st, n)
+        s0 = spins[seed]
+        right = seed
+        size = 1
+        while size < n:
+            if right == n - 1 and not periodic:
+                break
+            nxt = right + 1 if right < n - 1 else 0
+            if spins[nxt] == s0 and next_double(st) < bond_p[_row(bond_p, right)]:
+                right = nxt
+                size += 1
+            else:
+                break
+        left = seed
+        while size < n:
+            if left == 0 and not periodic:
+                break
+            prv = left - 1 if left > 0 else n - 1
+            if spins[prv] == s0 and next_double(st) < bond_p[_row(bond_p, prv)]:
+                left = prv
+                size += 1
+            else:
+                break
+        new = (s0 + 1 + next_below(st, q - 1)) % q
+        dlog = 0.0
+        k = left
+        for _ in range(size):
+            fi = _row(lf, k)
+            dlog += lf[fi, new] - lf[fi, s0]
+            k = k + 1 if k < n - 1 else 0
+        if dlog >= 0.0 or next_double(st) < np.exp(dlog):
+            k = left
+            for _ in range(size):
+                spins[k] = new
+                k = k + 1 if k < n - 1 else 0
+            accepted += 1
+        visited += size
+    visits[0] += visited
+    visits[1] += done
+    return accepted
+
+
+@njit
+def nn_energy(spins, fields, couplings, periodic):
+    """``E(s)`` of a nearest-neighbour chain (without beta)."""
+    n = spins.shape[0]
+    e = 0.0
+    for i in range(n):
+        e -= fields[_row(fields, i), spins[i]]
+    for b in range(n if periodic else n - 1):
+        j = b + 1 if b < n - 1 else 0
+        e -= couplings[_row(couplings, b), spins[b], spins[j]]
+    return e
+
+
+@njit
+def _measure(spins, periodic, t, occupation, overlap, site_counts):
+    n = spins.shape[0]
+    for i in range(n):
+        occupation[t, spins[i]] += 1
+        site_counts[i, spins[i]] += 1
+    n_r = overlap.shape[1]
+    if n_r > 0:
+        overlap[t, 0] = 1.0
+    for r in range(1, n_r):
+        same = 0
+        pairs = n if periodic else n - r
+        for i in range(pairs):
+            j = i + r
+            if j >= n:
+                j -= n
+            if spins[i] == spins[j]:
+                same += 1
+        overlap[t, r] = same / pairs
+
+
+@njit(parallel=True)
+def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, couplings, periodic, n_burnin,
+                          save_every, energy, occupation, overlap, site_counts, snapshots, accepted,
+                          wolff_updates):
+    """Run every chain (``prange`` over chains): ``n_burnin`` sweeps, then ``energy.shape[1]`` measured ones.
+
+    Wolff: ``wolff_updates[c]`` cluster updates per measured sweep; if 0 it is set after the burn-in
+    (which runs until ``n`` sites per sweep were visited) to ``n`` over the mean cluster size.
+    """
+    n_chains, n = spins.shape
+    q = wf.shape[1]
+    n_sweeps = energy.shape[1]
+    for c in prange(n_chains):
+        row = spins[c]
+        st = states[c]
+        buf = np.empty(q)
+        labels = np.empty(n, dtype=np.int64)
+        new_state = np.empty(n, dtype=np.int64)
+        cluster_logw = np.empty((n, q))
+        visits = np.zeros(2, dtype=np.int64)
+        acc = 0
+        for sweep in range(n_burnin + n_sweeps):
+            if sweep == n_burnin and kind == WOLFF and wolff_updates[c] == 0:
+                wolff_updates[c] = max(1, int(round(n * visits[1] / max(visits[0], 1))))
+            if kind == METROPOLIS or kind == METROPOLIS_RANDOM:
+                a = metropolis_sweep(row, st, wf, wj, periodic, kind == METROPOLIS_RANDOM)
+            elif kind == HEAT_BATH:
+                a = heat_bath_sweep(row, st, wf, wj, periodic, buf)
+            elif kind == SWENDSEN_WANG:
+                a = swendsen_wang_sweep(row, st, lf, bond_p, periodic, labels, cluster_logw, new_state)
+            else:
+                a = wolff_sweep(row, st, lf, bond_p, periodic, wolff_updates[c] if sweep >= n_burnin else 0, visits)
+            if sweep < n_burnin:
+                continue
+            acc += a
+            t = sweep - n_burnin
+            energy[c, t] = nn_energy(row, fields, couplings, periodic)
+            _measure(row, periodic, t, occupation[c], overlap[c], site_counts[c])
+            if save_every > 0 and (t + 1) % save_every == 0:
+                snapshots[c, (t + 1) // save_every - 1, :] = row
+        accepted[c] = acc
+
+
+# ----------------------------------------------------------------------------- long range
+@njit(inline="always")
+def _partner(i, d, n, periodic):
+    """Site ``i + d`` (``d`` may be negative), or -1 outside an open chain."""
+    j = i + d
+    if periodic:
+        if j >= n:
+            j -= n
+        elif j < 0:
+            j += n
+        return j
+    return j if 0 <= j < n else -1
+
+
+@njit
+def _lr_log_weight(spins, i, a, lf, lj, periodic):
+    """``beta (h_i(a) + sum_r J_r(s_{i-r}, a) + J_r(a, s_{i+r}))`` for site ``i`` in state ``a``."""
+    n = spins.shape[0]
+    w = lf[_row(lf, i), a]
+    for r in range(1, lj.shape[0] + 1):
+        j = _partner(i, -r, n, periodic)
+        if j >= 0:
+            w += lj[r - 1, spins[j], a]
+        j = _partner(i, r, n, periodic)
+        if j >= 0:
+            w += lj[r - 1, a, spins[j]]
+    return w
+
+
+@njit
+def lr_metropolis_sweep(spins, st, lf, lj, periodic, random_order):
+    """Metropolis sweep of a long-range chain (``O(R)`` per update)."""
+    n = spins.shape[0]
+    q = lf.shape[1]
+    accepted = 0
+    for step in range(n):
+        i = next_below(st, n) if random_order else step
+        old = spins[i]
+        new = (old + 1 + next_below(st, q - 1)) % q
+        dlog = _lr_log_weight(spins, i, new, lf, lj, periodic) - _lr_log_weight(spins, i, old, lf, lj, periodic)
+        if dlog >= 0.0 or next_double(st) < np.exp(dlog):
+            spins[i] = new
+            accepted += 1
+    return accepted
+
+
+@njit
+def lr_heat_bath_sweep(spins, st, lf, lj, periodic, buf):
+    """Sequential heat-bath sweep of a long-range chain (``O(R q)`` per update)."""
+    n = spins.shape[0]
+    q = lf.shape[1]
+    for i in range(n):
+        m = -np.inf
+        for a in range(q):
+            buf[a] = _lr_log_weight(spins, i, a, lf, lj, periodic)
+            if buf[a] > m:
+                m = buf[a]
+        total = 0.0
+        for a in range(q):
+            total += np.exp(buf[a] - m)
+            buf[a] = total
+        target = next_double(st) * total
+        a = 0
+        while a < q - 1 and buf[a] <= target:
+            a += 1
+        spins[i] = a
+    return n
+
+
+@njit
+def lr_wolff_sweep(spins, st, lf, bond_p, periodic, in_cluster, stack, n_updates, visits):
+    """Wolff updates over all pairs within range (Potts-form ``J_r >= 0``); see :func:`wolff_sweep`.
+
+    Each pair ``(i, i +- r)`` with equal states is added with ``p_r = 1 - exp(-beta J_r)`` when
+    ``i`` enters the cluster; fields enter through the acceptance, as in :func:`wolff_sweep`.
+    """
+    n = spins.shape[0]
+    q = lf.shape[1]
+    max_r = bond_p.shape[0]
+    visited = 0
+    done = 0
+    accepted = 0
+    while (n_updates == 0 and visited < n) or done < n_updates:
+        done += 1
+        seed = next_below(st, n)
+        s0 = spins[seed]
+        in_cluster[seed] = True
+        stack[0] = seed
+        top = 1
+        size = 1
+        head = 0
+        while head < top:
+            i = stack[head]
+            head += 1
+            for r in range(1, max_r + 1):
+                for sign in (-1, 1):
+                    j = _partner(i, sign * r, n, periodic)
+                    if j >= 0 and not in_cluster[j] and spins[j] == s0:
+                        if next_double(st) < bond_p[r - 1]:
+                            in_cluster[j] = True
+                            stack[top] = j
+                            top += 1
+                            size += 1
+        new = (s0 + 1 + next_below(st, q - 1)) % q
+        dlog = 0.0
+        for k in range(size):
+            fi = _row(lf, stack[k])
+            dlog += lf[fi, new] - lf[fi, s0]
+        flip = dlog >= 0.0 or next_double(st) < np.exp(dlog)
+        for k in range(size):
+            if flip:
+                spins[stack[k]] = new
+            in_cluster[stack[k]] = False
+        accepted += flip
+        visited += size
+    visits[0] += visited
+    visits[1] += done
+    return accepted
+
+
+@njit
+def lr_energy(spins, fields, couplings, periodic):
+    """``E(s)`` of a long-range chain (without beta)."""
+    n = spins.shape[0]
+    e = 0.0
+    for i in range(n):
+        e -= fields[_row(fields, i), spins[i]]
+        for r in range(1, couplings.shape[0] + 1):
+            j = i + r
+            if j >= n:
+                if not periodic:
+                    break
+                j -= n
+            e -= couplings[r - 1, spins[i], spins[j]]
+    return e
+
+
+@njit(parallel=True)
+def run_long_range(kind, spins, states, lf, lj, bond_p, fields, couplings, periodic, n_burnin, save_every,
+                   energy, occupation, overlap, site_counts, snapshots, accepted, wolff_updates):
+    """Long-range counterpart of :func:`run_nearest_neighbour` (Metropolis, heat-bath, Wolff)."""
+    n_chains, n = spins.shape
+    q = lf.shape[1]
+    n_sweeps = energy.shape[1]
+    for c in prange(n_chains):
+        row = spins[c]
+        st = states[c]
+        buf = np.empty(q)
+        in_cluster = np.zeros(n, dtype=np.bool_)
+        stack = np.empty(n, dtype=np.int64)
+        visits = np.zeros(2, dtype=np.int64)
+        acc = 0
+        for sweep in range(n_burnin + n_sweeps):
+            if sweep == n_burnin and kind == WOLFF and wolff_updates[c] == 0:
+                wolff_updates[c] = max(1, int(round(n * visits[1] / max(visits[0], 1))))
+            if kind == METROPOLIS or kind == METROPOLIS_RANDOM:
+                a = lr_metropolis_sweep(row, st, lf, lj, periodic, kind == METROPOLIS_RANDOM)
+            elif kind == HEAT_BATH:
+                a = lr_heat_bath_sweep(row, st, lf, lj, periodic, buf)
+            else:
+                a = lr_wolff_sweep(row, st, lf, bond_p, periodic, in_cluster, stack,
+                                   wolff_updates[c] if sweep >= n_burnin else 0, visits)
+            if sweep < n_burnin:
+                continue
+            acc += a
+            t = sweep - n_burnin
+            energy[c, t] = lr_energy(row, fields, couplings, periodic)
+            _measure(row, periodic, t, occupation[c], overlap[c], site_counts[c])
+            if save_every > 0 and (t + 1) % save_every == 0:
+                snapshots[c, (t + 1) // save_every - 1, :] = row
+        accepted[c] = acc

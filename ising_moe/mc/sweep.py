@@ -1,0 +1,243 @@
+"""Parameter sweeps of Monte Carlo runs: grids of points, resumable, one HDF5 file.
+
+A sweep is a list of points (dicts of the parameters below) built from a grid; each point runs
+:func:`~ising_moe.mc.simulate` with its own seed, ``SeedSequence(seed, spawn_key=(index,))``, so
+its result does not depend on which other points ran, in which order, or in which process.
+Finished points are staged atomically (:class:`~ising_moe.io.ChunkStore`): a sweep killed at any
+moment and restarted with the same command continues and ends with the same file as an
+uninterrupted one (a group per point, ``finished`` written last in each).
+
+Point parameters (defaults in :data:`DEFAULTS`): ``model`` ("potts", "ising", "long-range"),
+``n_states``, ``n_sites``, ``beta``, ``coupling``, ``field`` (potts: one value per state or
+``None``; ising: ``h``), ``alpha`` and ``max_range`` (long-range power law), ``periodic``,
+``update``, ``n_sweeps``, ``n_burnin``, ``n_chains``, ``max_distance``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import multiprocessing
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._util import as_int
+from ..chain import LongRangeChain, PottsChain
+from ..errors import DataFormatError, InvalidParameterError
+from ..io import ChunkStore, atomic_h5, write_array
+from .observables import exact_observables
+from .samplers import UPDATES, simulate
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULTS", "expand_grid", "load_spec", "build_model", "run_point", "run_sweep", "read_sweep"]
+
+DEFAULTS: dict[str, Any] = {
+    "model": "potts", "n_states": 2, "n_sites": 64, "beta": 1.0, "coupling": 1.0, "field": None,
+    "alpha": 1.5, "max_range": None, "periodic": False, "update": "heat-bath", "n_sweeps": 2000,
+    "n_burnin": 200, "n_chains": 4, "max_distance": 8,
+}
+_MODELS = ("potts", "ising", "long-range")
+
+
+def expand_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cartesian product over the list-valued entries of ``spec`` (others are fixed).
+
+    A ``field`` list of numbers is one value (the fields of the states); a list of lists is a grid.
+    Points are ordered with the last key varying fastest.
+    """
+    unknown = set(spec) - set(DEFAULTS)
+    if unknown:
+        raise InvalidParameterError(f"unknown sweep parameter(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    axes = {}
+    for key, value in {**DEFAULTS, **spec}.items():
+        is_grid = isinstance(value, (list, tuple)) and not (
+            key == "field" and all(isinstance(v, (int, float)) for v in value))
+        axes[key] = list(value) if is_grid else [value]
+        if is_grid and not value:
+            raise InvalidParameterError(f"sweep parameter {key!r} has an empty list")
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+
+
+def load_spec(path) -> dict[str, Any]:
+    """Sweep parameters from a TOML or JSON file (a flat table; lists are grid axes)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidParameterError(f"cannot read sweep file {path}: {exc.strerror}") from None
+    try:
+        spec = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DataFormatError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({exc})") from None
+    if not isinstance(spec, dict):
+        raise DataFormatError(f"{path}: expected a table of parameters")
+    return spec.get("sweep", spec)
+
+
+def build_model(point: dict[str, Any]):
+    """The chain of one sweep point."""
+    kind = point["model"]
+    if kind not in _MODELS:
+        raise InvalidParameterError(f"model must be one of {_MODELS}, got {kind!r}")
+    n, q = point["n_sites"], point["n_states"]
+    field = point["field"]
+    if kind == "ising":
+        return PottsChain.ising(n, point["coupling"], 0.0 if field is None else field, beta=point["beta"],
+                                periodic=point["periodic"])
+    if kind == "potts":
+        return PottsChain.potts(n, q, point["coupling"], field, beta=point["beta"], periodic=point["periodic"])
+    return LongRangeChain.power_law(n, q, point["coupling"], point["alpha"], point["max_range"], field,
+                                    beta=point["beta"], periodic=point["periodic"])
+
+
+def _validate(point: dict[str, Any]) -> None:
+    build_model(point)
+    if point["update"] not in UPDATES:
+        raise InvalidParameterError(f"unknown update {point['update']!r}; choose from {', '.join(UPDATES)}")
+    for key in ("n_sweeps", "n_chains"):
+        as_int(point[key], key, minimum=1)
+    as_int(point["n_burnin"], "n_burnin", minimum=0)
+    as_int(point["max_distance"], "max_distance", 0, point["n_sites"] - 1)
+
+
+def point_names(model, max_distance: int) -> list[str]:
+    names = ["energy_per_site"] + [f"occupation:{a}" for a in range(min(model.n_states, 16))]
+    if model.n_states == 2:
+        names.append("magnetisation")
+    return names + [f"overlap:{r}" for r in range(1, max_distance + 1)]
+
+
+def run_point(point: dict[str, Any], seed: int, index: int) -> dict[str, np.ndarray]:
+    """Simulate one point; returns the arrays stored for it."""
+    model = build_model(point)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    run = simulate(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
+                   n_burnin=point["n_burnin"], rng=rng, max_distance=point["max_distance"])
+    names = point_names(model, point["max_distance"])
+    exact = exact_observables(model, point["max_distance"]) or {}
+    stats = [run.stats(name) for name in names]
+    out = {
+        "observable": np.array(names, dtype="S"),
+        "mean": np.array([s.mean for s in stats]),
+        "error": np.array([s.error for s in stats]),
+        "tau": np.array([s.tau for s in stats]),
+        "ess": np.array([s.ess for s in stats]),
+        "rhat": np.array([s.rhat for s in stats]),
+        "exact": np.array([exact.get(name, np.nan) for name in names]),
+        "energy": run.energy,
+        "marginals": run.marginals(),
+        "acceptance": run.acceptance,
+    }
+    if point["max_distance"] > 0:
+        out["correlation"] = run.correlation_function()
+    return out
+
+
+def _worker(point, seed, index):
+    import numba
+
+    numba.set_num_threads(1)  # the processes already use the cores
+    return index, run_point(point, seed, index)
+
+
+def run_sweep(spec: dict[str, Any], output, *, seed: int = 0, processes: int = 1, overwrite: bool = False,
+              progress: bool = True) -> Path:
+    """Run a sweep and write it to ``output`` (HDF5, a group ``point_XXXX`` per point).
+
+    Parameters
+    ----------
+    spec : dict
+        Parameters; list values are grid axes (see :func:`expand_grid`).
+    output : path-like
+    seed : int
+        Master seed; point ``k`` uses ``SeedSequence(seed, spawn_key=(k,))``.
+    processes : int, default 1
+        Worker processes (each point runs single-threaded when > 1).
+    overwrite : bool
+        Replace an existing output and discard an interrupted sweep's partial work.
+    """
+    from tqdm.auto import tqdm
+
+    points = expand_grid(spec)
+    for point in points:
+        _validate(point)
+    seed = as_int(seed, "seed", minimum=0)
+    processes = as_int(processes, "processes", minimum=1)
+    output = Path(output)
+    if output.exists() and not overwrite:
+        from ..errors import OutputExistsError
+
+        raise OutputExistsError(f"{output} exists: pass --overwrite to replace it")
+    params = {"spec": spec, "points": points, "seed": seed}
+    store = ChunkStore(output, "sweep", params).open(overwrite=overwrite)
+    todo = [k for k in range(len(points)) if k not in store.done()]
+    with tqdm(total=len(points), initial=len(points) - len(todo), unit="point", desc="sweep",
+              disable=not progress or None) as bar:
+        if processes == 1 or len(todo) <= 1:
+            for k in todo:
+                store.write(k, run_point(points[k], seed, k))
+                bar.update()
+        else:
+            # spawn, not fork: forking after numba's OpenMP threads ran is unsafe
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(processes, len(todo)), mp_context=context) as pool:
+                futures = [pool.submit(_worker, points[k], seed, k) for k in todo]
+                for future in as_completed(futures):
+                    k, data = future.result()
+                    store.write(k, data)
+                    bar.update()
+    with atomic_h5(output, kind="sweep", params=params, seed=seed, overwrite=overwrite,
+                   created=store.created) as f:
+        f.attrs["n_points"] = len(points)
+        for k, point in enumerate(points):
+            data = store.read(k)
+            g = f.create_group(f"point_{k:04d}")
+            g.attrs["params"] = json.dumps(point, sort_keys=True)
+            g.attrs["spawn_key"] = k
+            g.attrs["finished"] = False
+            names = [n.decode() for n in data["observable"]]
+            coords = {"observable": np.array(names, dtype="S")}
+            for key in ("mean", "error", "tau", "ess", "rhat", "exact"):
+                write_array(g, key, data[key], ("observable",), coords)
+            write_array(g, "energy", data["energy"], ("chain", "sweep"))
+            write_array(g, "marginals", data["marginals"], ("position", "state"))
+            write_array(g, "acceptance", data["acceptance"], ("chain",))
+            if "correlation" in data:
+                write_array(g, "correlation", data["correlation"], ("distance",))
+            g.attrs["finished"] = True
+    store.remove()
+    return output
+
+
+def read_sweep(path) -> list[dict[str, Any]]:
+    """Points of a sweep file: ``params`` and per observable ``mean``, ``error``, ``exact``, ... ."""
+    from ..io import open_h5, read_array
+
+    out = []
+    with open_h5(path, kind="sweep") as f:
+        groups = sorted(k for k in f if k.startswith("point_"))
+        if not groups:
+            raise DataFormatError(f"{path} holds no sweep points")
+        for name in groups:
+            g = f[name]
+            if not bool(g.attrs.get("finished", False)):
+                raise DataFormatError(f"{path}:{name} is unfinished")
+            try:
+                params = json.loads(g.attrs["params"])
+            except (KeyError, TypeError, json.JSONDecodeError):
+                raise DataFormatError(f"{path}:{name} has malformed params") from None
+            names = [n.decode() for n in read_array(g, "observable", kinds="S")]
+            entry = {"params": params, "observables": names}
+            for key in ("mean", "error", "tau", "ess", "rhat", "exact"):
+                entry[key] = dict(zip(names, read_array(g, key, kinds="f", shape=(len(names),))))
+            corr = read_array(g, "correlation", kinds="f", ndim=1, required=False)
+            entry["correlation"] = corr
+            out.append(entry)
+    return out

@@ -26,7 +26,7 @@ from ._util import as_int, as_mask
 from .errors import DataFormatError, InvalidParameterError
 from .io import open_h5, read_array, read_attr, read_params
 
-__all__ = ["ExpertSequences", "load_experts", "DROPPED_POLICIES"]
+__all__ = ["ExpertSequences", "load_experts", "save_experts", "DROPPED_POLICIES"]
 
 #: how Switch tokens dropped by expert capacity enter an analysis
 DROPPED_POLICIES = ("exclude", "state", "router")
@@ -266,3 +266,29 @@ def _attr_value(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
+
+
+def save_experts(data: ExpertSequences, path, *, overwrite: bool = False, params: dict | None = None) -> None:
+    """Write expert sequences in the extraction file format (e.g. routing obtained elsewhere).
+
+    ``data.attrs`` should say where the routing comes from (``model_id``, ``weights``); both
+    default to ``"unknown"``.
+    """
+    from .io import atomic_h5, write_array
+
+    attrs = {"model_id": "unknown", "weights": "unknown", **{k: v for k, v in data.attrs.items()
+                                                             if isinstance(v, (str, int, float, bool))}}
+    attrs.update({"n_experts": data.n_experts, "top_k": data.top_k})
+    for key in ("schema_version", "ising_moe_version", "kind", "created", "params", "seed", "finished"):
+        attrs.pop(key, None)
+    id_dtype = np.uint8 if data.n_experts <= 256 else np.uint16
+    coords = {"layer": data.layers}
+    with atomic_h5(path, kind="experts", params=params or {}, overwrite=overwrite, attrs=attrs) as f:
+        write_array(f, "experts", data.experts.astype(id_dtype), ("sequence", "layer", "position", "rank"), coords)
+        write_array(f, "mask", data.mask, ("sequence", "position"))
+        for name, dims in (("dropped", ("sequence", "layer", "position")), ("token_ids", ("sequence", "position")),
+                           ("router_probs", ("sequence", "layer", "position", "rank")),
+                           ("router_entropy", ("sequence", "layer", "position"))):
+            value = getattr(data, name)
+            if value is not None:
+                write_array(f, name, value, dims, coords)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["save_figure", "plot_sweep"]
+__all__ = ["save_figure", "plot_sweep", "plot_rates", "plot_correlation", "plot_xi_vs_block", "plot_probe",
+           "figure_grid"]
 
 
 def _axes(ax):
@@ -37,7 +38,7 @@ def save_figure(ax_or_fig, path_stem) -> list[Path]:
     fig = ax_or_fig.figure if hasattr(ax_or_fig, "figure") and ax_or_fig.figure is not None else ax_or_fig
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    paths = [Path(f"{stem}.png"), Path(f"{stem}.pdf")]
     fig.savefig(paths[0], dpi=150)
     fig.savefig(paths[1])
     plt.close(fig)
@@ -83,4 +84,115 @@ def plot_sweep(points, x: str = "beta", observable: str = "energy_per_site", gro
     ax.set_xlabel(x)
     ax.set_ylabel(observable)
     ax.legend(fontsize="small")
+    return ax
+
+
+def figure_grid(n_panels: int, panel_size=(3.2, 2.6), max_columns: int = 3):
+    """A figure with ``n_panels`` axes (flattened list), for one panel per layer."""
+    _axes(None)  # select a non-interactive backend when needed
+    import matplotlib.pyplot as plt
+
+    cols = min(max_columns, n_panels)
+    rows = -(-n_panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows),
+                             layout="constrained", squeeze=False)
+    flat = axes.ravel().tolist()
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, flat[:n_panels]
+
+
+def plot_rates(rates, ax=None, title: str | None = None, cmap: str = "viridis"):
+    """Heat map of activation rates, experts (rows) by position (columns).
+
+    Parameters
+    ----------
+    rates : ndarray of shape (n_positions, n_experts)
+    """
+    ax = _axes(ax)
+    rates = np.asarray(rates)
+    im = ax.imshow(rates.T, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
+                   extent=(-0.5, rates.shape[0] - 0.5, -0.5, rates.shape[1] - 0.5))
+    ax.figure.colorbar(im, ax=ax, label="rate")
+    ax.set_xlabel("position")
+    ax.set_ylabel("expert")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def plot_correlation(distances, values, errors=None, null=None, ax=None, label: str | None = None,
+                     model=None, model_label: str = "model", log: bool = False, title: str | None = None):
+    """``C(r)`` with error bars, the shuffle-null band and optionally a model curve.
+
+    Parameters
+    ----------
+    distances, values, errors : ndarray of shape (R + 1,)
+        ``r = 0`` is skipped.
+    null : ndarray of shape (n_null, R + 1), optional
+        Drawn as a band (min to max of the shuffles, widened by two standard errors).
+    model : ndarray of shape (R + 1,), optional
+        e.g. the exact ``C(r)`` of a fitted chain.
+    """
+    ax = _axes(ax)
+    r = np.asarray(distances)[1:]
+    v = np.asarray(values)[1:]
+    e = None if errors is None else np.asarray(errors)[1:]
+    if null is not None and len(null):
+        nl = np.asarray(null)[:, 1:]
+        pad = 2 * e if e is not None else 0.0
+        ax.fill_between(r, nl.min(axis=0) - pad, nl.max(axis=0) + pad, color="0.85", label="shuffle null", lw=0)
+    ax.errorbar(r, v, yerr=e, fmt="o", ms=3, capsize=1.5, label=label or "data")
+    if model is not None:
+        ax.plot(r, np.asarray(model)[1:], "-", lw=1.2, label=model_label)
+    if log and np.any(v > 0):
+        ax.set_yscale("symlog", linthresh=max(float(np.nanmax(np.abs(e))) if e is not None else 1e-4, 1e-6))
+    ax.set_xlabel("distance r")
+    ax.set_ylabel("C(r)")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="x-small")
+    return ax
+
+
+def plot_xi_vs_block(block_sizes, xi, errors=None, ax=None, label: str | None = None):
+    """Correlation length against the block size used to estimate it."""
+    ax = _axes(ax)
+    ax.errorbar(block_sizes, xi, yerr=errors, fmt="o-", ms=3, capsize=2, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("block size b")
+    ax.set_ylabel("xi(b)")
+    if label:
+        ax.legend(fontsize="x-small")
+    return ax
+
+
+def plot_probe(results, ax=None):
+    """Positional-probe accuracy against the number of classes, with chance levels.
+
+    Parameters
+    ----------
+    results : list of ProbeResult or dict
+        With ``features``, ``target``, ``n_classes``, ``accuracy``, ``accuracy_sd``, ``chance``.
+    """
+    ax = _axes(ax)
+    rows = [r if isinstance(r, dict) else r.__dict__ for r in results]
+    for feats in sorted({r["features"] for r in rows}):
+        sel = sorted((r for r in rows if r["features"] == feats and r["target"].startswith("block")),
+                     key=lambda r: r["n_classes"])
+        if sel:
+            ax.errorbar([r["n_classes"] for r in sel], [r["accuracy"] for r in sel],
+                        yerr=[r["accuracy_sd"] for r in sel], fmt="o-", ms=3, capsize=2, label=f"{feats}: blocks")
+        par = [r for r in rows if r["features"] == feats and r["target"] == "parity"]
+        if par:
+            ax.errorbar([2], [par[0]["accuracy"]], yerr=[par[0]["accuracy_sd"]], fmt="s", ms=5,
+                        label=f"{feats}: parity")
+    chance = sorted({(r["n_classes"], r["chance"]) for r in rows})
+    if chance:
+        ax.plot([c[0] for c in chance], [c[1] for c in chance], "k--", lw=1, label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("number of classes")
+    ax.set_ylabel("accuracy (3-fold CV)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize="x-small")
     return ax

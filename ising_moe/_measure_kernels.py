@@ -1,0 +1,150 @@
+"""Numba kernels of the empirical statistics (private; see :mod:`ising_moe.measure`).
+
+Routing is given as ``ids`` of shape (n_sequences, n_positions, k): the top-k expert ids of each
+token (k = 1 for a chain of states), ids distinct within a token; ``mask`` marks valid tokens. The
+indicator of expert ``e`` at a token is ``x^e = 1[e in ids]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._numba import njit
+
+
+@njit(parallel=True)
+def pair_counts(ids, mask, n_experts, max_distance, joint, n_pairs, counts, n_valid):
+    """Counts for the per-position correlation estimator (``prange`` over positions).
+
+    ``joint[i, r, e]``: sequences with ``e`` at both ``i`` and ``i + r``; ``n_pairs[i, r]``:
+    sequences valid at both; ``counts[i, e]``: sequences with ``e`` at ``i``; ``n_valid[i]``.
+    Outputs are overwritten.
+    """
+    n_seq, n, k = ids.shape
+    for i in prange(n):
+        joint[i] = 0.0
+        n_pairs[i] = 0
+        counts[i] = 0.0
+        n_valid[i] = 0
+        for s in range(n_seq):
+            if not mask[s, i]:
+                continue
+            n_valid[i] += 1
+            for a in range(k):
+                counts[i, ids[s, i, a]] += 1.0
+            for r in range(max_distance + 1):
+                j = i + r
+                if j >= n:
+                    break
+                if not mask[s, j]:
+                    continue
+                n_pairs[i, r] += 1
+                for a in range(k):
+                    e = ids[s, i, a]
+                    for b in range(k):
+                        if ids[s, j, b] == e:
+                            joint[i, r, e] += 1.0
+
+
+@njit(parallel=True)
+def influence(ids, mask, p, pair_weight, pos_norm, block_of, phi_state, phi_block):
+    """Data part of each sequence's influence on ``C_e(r)`` and on block-pooled sums of ``C(i, i+r)``.
+
+    For a valid pair ``(i, j = i + r)`` the linearised ``C_e(i, j)`` moves by
+    ``x_i^e x_j^e - p_j^e x_i^e - p_i^e x_j^e`` (plus a constant) per sequence, times
+    ``pair_weight[i, r]`` (``N / n_pairs``). ``phi_state[s, r, e]`` accumulates it times
+    ``pos_norm[r]`` (the average over positions); ``phi_block[m, s, r]`` accumulates the total over
+    states for pairs inside one block of the ``m``-th partition (``block_of[m, i]``, -1 = none).
+    Callers centre the results over sequences. ``prange`` over sequences.
+    """
+    n_seq, n, k = ids.shape
+    n_r = phi_state.shape[1]
+    n_blocks = block_of.shape[0]
+    for s in prange(n_seq):
+        phi_state[s] = 0.0
+        for m in range(n_blocks):
+            phi_block[m, s] = 0.0
+        for i in range(n):
+            if not mask[s, i]:
+                continue
+            for r in range(n_r):
+                j = i + r
+                if j >= n:
+                    break
+                if not mask[s, j]:
+                    continue
+                w = pair_weight[i, r]
+                if w == 0.0:
+                    continue
+                wn = w * pos_norm[r]
+                total = 0.0
+                for a in range(k):
+                    e = ids[s, i, a]
+                    v = -p[j, e]
+                    for b in range(k):
+                        if ids[s, j, b] == e:
+                            v += 1.0
+                    phi_state[s, r, e] += wn * v
+                    total += v
+                for b in range(k):
+                    e = ids[s, j, b]
+                    phi_state[s, r, e] -= wn * p[i, e]
+                    total -= p[i, e]
+                for m in range(n_blocks):
+                    if block_of[m, i] >= 0 and block_of[m, i] == block_of[m, j]:
+                        phi_block[m, s, r] += w * total
+
+
+@njit(parallel=True)
+def segment_statistics(ids, mask, n_experts, length, match, pred, top, n_windows):
+    """Per-sequence sums over every window of ``length`` consecutive valid tokens (``prange`` over sequences).
+
+    With ``c_e`` the number of tokens of the window that activated expert ``e``:
+    ``match[s, j] = sum_{windows} sum_{e: c_e >= j} c_e``, ``pred[s, j] = sum_{windows} #{e: c_e >= j}``
+    (``j = 0..length``), ``top[s, c - 1] = sum_{windows}`` of the ``c`` largest ``c_e``
+    (``c = 1..n_experts``), ``n_windows[s]``. Windows containing an invalid token are skipped.
+    """
+    n_seq, n, k = ids.shape
+    for s in prange(n_seq):
+        cnt = np.zeros(n_experts, dtype=np.int64)
+        hist = np.zeros(length + 1, dtype=np.int64)
+        match[s] = 0.0
+        pred[s] = 0.0
+        top[s] = 0.0
+        n_windows[s] = 0
+        run = 0
+        for t in range(n):
+            if not mask[s, t]:
+                cnt[:] = 0
+                run = 0
+                continue
+            for a in range(k):
+                cnt[ids[s, t, a]] += 1
+            run += 1
+            if run > length:
+                for a in range(k):
+                    cnt[ids[s, t - length, a]] -= 1
+                run = length
+            if run < length:
+                continue
+            n_windows[s] += 1
+            hist[:] = 0
+            for e in range(n_experts):
+                hist[cnt[e]] += 1
+            # thresholds j from high to low: experts with c_e >= j
+            acc_match = 0.0
+            acc_pred = 0.0
+            for j in range(length, -1, -1):
+                acc_match += j * hist[j]
+                acc_pred += hist[j]
+                match[s, j] += acc_match
+                pred[s, j] += acc_pred
+            # top-c sums: walk the counts from the largest value down
+            c = 0
+            acc = 0.0
+            for v in range(length, -1, -1):
+                for _ in range(hist[v]):
+                    acc += v
+                    top[s, c] += acc
+                    c += 1

@@ -148,3 +148,22 @@ def segment_statistics(ids, mask, n_experts, length, match, pred, top, n_windows
                     acc += v
                     top[s, c] += acc
                     c += 1
+
+
+@njit(parallel=True)
+def rotated_tables(states, mask, block, n_states, shifts, out):
+    """Expert x block tables after rotating every sequence: ``out[b, block[(t + d) % n], x_t] += 1``.
+
+    ``shifts[b, s] = d`` is the rotation of sequence ``s`` in shuffle ``b``; ``prange`` over shuffles.
+    """
+    n_seq, n = states.shape
+    for b in prange(shifts.shape[0]):
+        out[b] = 0.0
+        for s in range(n_seq):
+            d = shifts[b, s]
+            for t in range(n):
+                if mask[s, t]:
+                    u = t + d
+                    if u >= n:
+                        u -= n
+                    out[b, block[u], states[s, t]] += 1.0

@@ -99,8 +99,9 @@ def as_routing(ids, mask=None, n_experts: int | None = None):
 
 
 def _bootstrap_weights(n: int, n_bootstrap: int, rng) -> np.ndarray:
-    """Multinomial resampling counts over ``n`` sequences, shape (n_bootstrap, n)."""
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap).astype(float)
+    """Multinomial resampling counts over ``n`` sequences (n draws with replacement), shape (n_bootstrap, n)."""
+    draws = rng.integers(0, n, size=(n_bootstrap, n)) + n * np.arange(n_bootstrap)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_bootstrap * n).reshape(n_bootstrap, n).astype(float)
 
 
 # ----------------------------------------------------------------------------- rates
@@ -216,14 +217,10 @@ def position_dependence(states, mask=None, n_states=None, n_blocks: int = 16, n_
     mi = _mi_bits(table)
     total = table.sum()
     mm = mi - (rows.sum() - 1) * (cols.sum() - 1) / (2 * total * math.log(2))
-    null = np.empty(n_shuffles)
-    for b in range(n_shuffles):
-        shift = gen.integers(0, n, size=n_seq)
-        cols = (np.arange(n)[None, :] - shift[:, None]) % n
-        rolled_x = np.take_along_axis(x, cols, axis=1)
-        rolled_m = np.take_along_axis(mask, cols, axis=1)
-        cells = (block[None, :] * n_states + rolled_x)[rolled_m]
-        null[b] = _mi_bits(np.bincount(cells, minlength=n_blocks * n_states).reshape(n_blocks, n_states))
+    tables = np.empty((n_shuffles, n_blocks, n_states))
+    K.rotated_tables(np.ascontiguousarray(x), mask, block, n_states, gen.integers(0, n, size=(n_shuffles, n_seq)),
+                     tables)
+    null = np.array([_mi_bits(t) for t in tables])
     weights = _bootstrap_weights(n_seq, n_bootstrap, gen)
     boot = [_mi_bits(np.tensordot(w, seq_tables, axes=1)) for w in weights]
     return PositionTest(

@@ -151,12 +151,24 @@ def pair_marginals(log_fields, log_couplings, first, last_extra, marginals, beta
     n, q = marginals.shape
     w = np.empty((q, q))
     fw = np.empty(q)
-    m = np.empty((q, q))
+    v = np.empty(q)
+    homogeneous_bonds = log_couplings.shape[0] == 1
+    bond_weights(log_couplings, 0, w)
     for i in range(n - 1):
-        transition(log_fields, log_couplings, first, last_extra, betas, i, w, fw, m)
+        if not homogeneous_bonds:
+            bond_weights(log_couplings, i, w)
+        site_weights(log_fields, first, last_extra, i + 1, n, fw)
+        for b in range(q):
+            v[b] = fw[b] * betas[i + 1, b]
+        # P(s_i = a, s_{i+1} = b) = p_i(a) M_i(a, b), M_i the row-normalised W_i(a, b) v(b)
         for a in range(q):
+            norm = 0.0
             for b in range(q):
-                out[i, a, b] = marginals[i, a] * m[a, b]
+                out[i, a, b] = w[a, b] * v[b]
+                norm += out[i, a, b]
+            scale = marginals[i, a] / norm
+            for b in range(q):
+                out[i, a, b] *= scale
 
 
 @njit

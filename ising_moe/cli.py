@@ -418,6 +418,72 @@ def measure(data_file, layers, max_distance, block_sizes, dropped, n_bootstrap, 
     _emit(payload, as_json, lines)
 
 
+@main.command()
+@click.option("--model", "-m", "model", required=True,
+              help="Alias (switch-8, ...: the matching file in data/) or an expert-sequence HDF5 file.")
+@click.option("--layers", default=None, help="MoE block indices, e.g. 1,3 [default: all].")
+@click.option("--variants", default=None,
+              help="Comma-separated variants [default: independent,potts,full,potts-homogeneous]; also "
+                   "potts-bond, full-bond, full-homogeneous, pseudo-likelihood, mean-field, range<R>.")
+@click.option("--max-range", type=int, default=1, show_default=True,
+              help="Also fit couplings up to this distance (range2, ...).")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of sequences.")
+@click.option("--max-distance", type=int, default=32, show_default=True, help="Largest r compared.")
+@click.option("--bootstrap", "n_bootstrap", type=int, default=6, show_default=True,
+              help="Bootstrap refits for the fitted xi's error.")
+@click.option("--dropped", type=click.Choice(["exclude", "state", "router"]), default="exclude", show_default=True)
+@click.option("--processes", "-p", type=int, default=1, show_default=True, help="Layers in parallel processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="[default: fits/<model>]")
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, processes, seed,
+        output_dir, overwrite, as_json):
+    """Fit Potts chains to expert sequences and compare fitted with empirical correlations."""
+    from .data import load_experts
+    from .fit.compare import DEFAULT_VARIANTS, fit_expert_data, write_fit_report
+    from .io import file_sha256, write_json
+    from .models import MODELS, data_dir, find_data_file
+    from .report import fit_figures, fit_summary
+
+    path = Path(model)
+    if model.endswith(".h5") or path.is_file():
+        if not path.is_file():
+            raise InvalidParameterError(f"--model: no such file {path}")
+        name = path.name.removesuffix(".h5")
+    elif model in MODELS:
+        found = find_data_file(model)
+        if found is None:
+            raise InvalidParameterError(
+                f"no expert-sequence data for {model} in {data_dir()}/: run `isingmoe extract --model {model}` "
+                f"(or add --random-init for random-weight data), or pass --model FILE.h5")
+        path, name = found, model
+    else:
+        raise InvalidParameterError(
+            f"--model must be an alias ({', '.join(MODELS)}) or an expert-sequence .h5 file, got {model!r}")
+    out_dir = output_dir or Path("fits") / name
+    fit_file, summary_file = out_dir / "fit.h5", out_dir / "summary.json"
+    for target in (fit_file, summary_file):
+        if target.exists() and not overwrite:
+            from .errors import OutputExistsError
+
+            raise OutputExistsError(f"{target} exists: pass --overwrite to replace it")
+    data = load_experts(path, layers=_int_list(layers, "--layers"))
+    variant_list = [v.strip() for v in variants.split(",")] if variants else list(DEFAULT_VARIANTS)
+    report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
+                             max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
+                             processes=processes, progress=not as_json)
+    sha = file_sha256(path)
+    write_fit_report(report, fit_file, overwrite=overwrite, input_sha256=sha)
+    figures = fit_figures(report, out_dir)
+    payload, lines = fit_summary(report)
+    payload.update({"input_sha256": sha, "fit_file": str(fit_file), "figures": [str(p) for p in figures]})
+    write_json(summary_file, payload, kind="fit-summary", params=report.params, seed=seed, overwrite=overwrite)
+    lines += [f"wrote {fit_file}", f"wrote {summary_file}", f"figures in {out_dir}/ (PNG and PDF)"]
+    _emit(payload, as_json, lines)
+
+
 def _scalar(text: str, option: str) -> float:
     try:
         return float(text)

@@ -431,7 +431,9 @@ def _exp_fit_batch(r, c, sigma, iterations: int = 40):
         e = np.exp(-r[None, None, :] / np.exp(log_xi)[..., None])
         num = np.einsum("br,bgr->bg", c * w, e) if e.shape[0] == c.shape[0] else (c * w) @ e[0].T
         den = (w * e * e).sum(axis=-1)
-        return np.where(num > 0, num * num / den, -np.inf), num / den
+        with np.errstate(divide="ignore", invalid="ignore"):  # e underflows for xi << r
+            ok = (num > 0) & (den > 0)
+            return np.where(ok, num * num / den, -np.inf), np.where(ok, num / den, 0.0)
 
     grid = np.broadcast_to(_LOG_XI_GRID, (1, _LOG_XI_GRID.size))
     g, _ = gain(grid)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["save_figure", "plot_sweep", "plot_rates", "plot_correlation", "plot_xi_vs_block", "plot_probe",
-           "figure_grid"]
+           "figure_grid", "plot_couplings", "plot_fields"]
 
 
 def _axes(ax):
@@ -195,4 +195,48 @@ def plot_probe(results, ax=None):
     ax.set_ylabel("accuracy (3-fold CV)")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize="x-small")
+    return ax
+
+
+def plot_couplings(couplings, ax=None, title: str | None = None, distance: int = 1):
+    """Coupling matrix ``J_r(a, b)`` as a heat map; per-bond Potts couplings as ``J_b`` along the chain.
+
+    Parameters
+    ----------
+    couplings : ndarray of shape (q, q), (n_c, q, q) or (R, n_c, q, q)
+    """
+    ax = _axes(ax)
+    c = np.asarray(couplings, dtype=float)
+    if c.ndim == 4:
+        c = c[distance - 1]
+    if c.ndim == 3 and c.shape[0] > 1:
+        q = c.shape[-1]
+        diag = np.einsum("bii->b", c) / q - (c.sum(axis=(1, 2)) - np.einsum("bii->b", c)) / (q * (q - 1))
+        ax.plot(np.arange(c.shape[0]), diag, lw=1)
+        ax.set_xlabel("bond")
+        ax.set_ylabel("J_b (diagonal minus off-diagonal mean)")
+    else:
+        mat = c.reshape(c.shape[-2], c.shape[-1])
+        lim = float(np.abs(mat).max()) or 1.0
+        im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="upper")
+        ax.figure.colorbar(im, ax=ax, label=f"J_{distance}(a, b)")
+        ax.set_xlabel("state b (right)")
+        ax.set_ylabel("state a (left)")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def plot_fields(fields, ax=None, title: str | None = None):
+    """Heat map of position-dependent fields ``h_i(a)`` (states by position)."""
+    ax = _axes(ax)
+    f = np.asarray(fields, dtype=float)
+    lim = float(np.abs(f).max()) or 1.0
+    im = ax.imshow(f.T, aspect="auto", origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                   interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, label="h_i(a)")
+    ax.set_xlabel("position")
+    ax.set_ylabel("state")
+    if title:
+        ax.set_title(title, fontsize="medium")
     return ax

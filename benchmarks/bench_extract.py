@@ -71,7 +71,7 @@ def main():
             "bare_tokens_per_s": tokens / t_bare, "extract_tokens_per_s": tokens / times["extract"],
             "extract_over_bare": t_bare / times["extract"],
         })
-        del loaded
+        loaded = None  # free the model before the next one
     emit("extract", rows)
 
 

@@ -103,7 +103,8 @@ def main():
     results["head_to_head"] = {
         "n_sequences": n_cmp, "n_positions": n, "n_states": q,
         "ising_moe_s": t_ours, "numpy_scipy_s": t_np, "speedup": t_np / t_ours,
-        "ising_moe_log_likelihood_with_prior": ours.result_.log_likelihood - 0.05 * ours.result_.theta @ ours.result_.theta,
+        "ising_moe_log_likelihood_with_prior":
+            ours.result_.log_likelihood - 0.05 * ours.result_.theta @ ours.result_.theta,
         "numpy_log_likelihood_with_prior": ll_np, "numpy_iterations": int(res.nit),
         "ising_moe_iterations": ours.result_.n_iter,
     }

@@ -70,7 +70,7 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
 
 
-def _parse_fields(text: str | None, n_states: int, n_sites: int):
+def _parse_fields(text: str | None, n_states: int):
     """``--field``: comma-separated values per state, or a ``.npy`` file of shape (q,) or (n, q)."""
     if text is None:
         return None
@@ -120,7 +120,7 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
         h = 0.0 if field is None else _scalar(field, "--field")
         model = PottsChain.ising(n_sites, coupling, h, beta=beta, periodic=periodic)
     else:
-        model = PottsChain.potts(n_sites, n_states, coupling, _parse_fields(field, n_states, n_sites),
+        model = PottsChain.potts(n_sites, n_states, coupling, _parse_fields(field, n_states),
                                  beta=beta, periodic=periodic)
     if max_distance is None:
         max_distance = min(64, n_sites - 1)
@@ -302,11 +302,11 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
     from .io import atomic_h5, write_array
     from .mc import simulate as run_simulation
     from .mc.observables import exact_observables
-    from .mc.sweep import DEFAULTS, _validate, build_model, point_names
+    from .mc.sweep import DEFAULTS, build_model, point_names, validate_point
 
     point = {**DEFAULTS, **_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic,
                                      update, n_sweeps, n_burnin, n_chains, max_distance, grid=False)}
-    _validate(point)
+    validate_point(point)
     model = build_model(point)
     run = run_simulation(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
                          n_burnin=point["n_burnin"], rng=seed, max_distance=point["max_distance"])

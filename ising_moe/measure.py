@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 from scipy import stats as sps
 
 from . import _measure_kernels as K
@@ -48,7 +47,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "RateEstimate", "position_rates", "PositionTest", "position_dependence", "CorrelationEstimate",
-    "correlation_function", "CorrelationLength", "fit_correlation_length", "LoadBalance", "load_balance",
+    "correlation_function", "CorrelationLength", "fit_correlation_length", "fit_exponential", "LoadBalance",
+    "load_balance",
     "StaticRouting", "static_routing", "LocalRoutingConsistency", "local_routing_consistency",
     "ProbeResult", "positional_probe", "expert_features", "LayerStatistics", "Measurements", "measure",
 ]
@@ -408,7 +408,7 @@ def _window(values, errors, r_max):
 _LOG_XI_GRID = np.linspace(np.log(0.02), np.log(1e5), 256)
 
 
-def _exp_fit_batch(r, c, sigma, iterations: int = 40):
+def fit_exponential(r, c, sigma, iterations: int = 40):
     """Weighted least squares of ``c = A exp(-r / xi)`` for many curves at once.
 
     Profiles out ``A`` (linear) and minimises ``chi2(xi) = sum w c^2 - (sum w c e)^2 / sum w e^2``
@@ -484,7 +484,7 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
                                  "no correlation above noise at r >= 2: xi not determined")
     r = np.arange(1, hi + 1, dtype=float)
     c, sigma = values[1: hi + 1], np.maximum(errors[1: hi + 1], 1e-12 * np.abs(values[1: hi + 1]).max())
-    amp, xi, _ = _exp_fit_batch(r, c[None, :], sigma)
+    amp, xi, _ = fit_exponential(r, c[None, :], sigma)
     amp, xi = float(amp[0]), float(xi[0])
     xi_sum = _summed(c)
     if influence is not None:
@@ -492,7 +492,7 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
         n_seq = influence.shape[0]
         w = _bootstrap_weights(n_seq, n_bootstrap, gen) - 1.0
         reps = values[None, 1: hi + 1] + (w @ influence[:, 1: hi + 1]) / n_seq
-        xs = _exp_fit_batch(r, reps, sigma)[1]
+        xs = fit_exponential(r, reps, sigma)[1]
         sums = np.array([_summed(rep) for rep in reps])
         error = float(np.std(xs, ddof=1))
         xi_sum_error = float(np.nanstd(sums, ddof=1))
@@ -752,14 +752,13 @@ def positional_probe(features, positions, n_positions: int, block_counts=(2, 8, 
                      label: str = "experts", rng: RngLike = None) -> list[ProbeResult]:
     """Multinomial logistic regression (scikit-learn) with stratified k-fold CV predicting the token
     parity and the position block (``n_blocks`` equal blocks) from ``features``."""
-    sk = require("sklearn", "probe", "the positional probe")
+    require("sklearn", "probe", "the positional probe")
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    del sk
     gen = as_generator(rng)
     seed = int(gen.integers(2**31))
     positions = np.asarray(positions)

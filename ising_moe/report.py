@@ -99,6 +99,7 @@ def fit_summary(report) -> tuple[dict, list[str]]:
     width = max([18] + [len(v) + 7 for v in others])
     header = f"{'layer':>5} {'q':>3} {'xi_emp':>16} {'xi_fit (' + main + ')':>18} {'xi_bulk':>8}"
     header += "".join(f" {'dLL ' + v:>{width}}" for v in others)
+    header += f" {'resid |z|':>9}"
     lines.append(header)
     rows = []
     for lc in report.layers:
@@ -119,10 +120,22 @@ def fit_summary(report) -> tuple[dict, list[str]]:
                 f"{fmt_pm(lc.xi_fitted.get(main, float('nan')), lc.xi_fitted_error):>18} "
                 f"{lc.xi_spectral.get(main, float('nan')):>8.3f}")
         line += "".join(f" {fmt_pm(1e3 * lc.gain[v], 1e3 * lc.gain_error[v]):>{width}}" for v in others)
+        line += f" {row['max_abs_residual_z_r2_to_8'] or float('nan'):>9.1f}"
         lines.append(line)
+        if lc.indicators is not None:
+            ind = lc.indicators
+            ok = np.isfinite(ind.coupling)
+            sig = int(np.sum(np.abs(ind.coupling[ok]) > 5 * ind.coupling_error[ok]))
+            row["indicators"] = {k: getattr(ind, k).tolist() for k in ("rate", "coupling", "coupling_error", "gain",
+                                                                       "gain_error", "empirical_c1", "fitted_c1")}
+            lines.append(f"      per-expert Ising chains: J_e mean {np.nanmean(ind.coupling):+.3f} "
+                         f"(range {np.nanmin(ind.coupling):+.3f} .. {np.nanmax(ind.coupling):+.3f}), "
+                         f"{sig}/{ok.sum()} experts with |J_e| > 5 sigma, held-out gain "
+                         f"{1e3 * np.nanmean(ind.gain):.2f} mnat/token on average")
     lines.append("xi_emp: exponential fit to the empirical C(r); xi_fit: the same fit to the fitted chain's exact "
                  "C(r) (error: bootstrap refits); xi_bulk: transfer-matrix xi of the fitted couplings; dLL: held-out "
-                 "log-likelihood gain over independent sites, in millinats per token")
+                 "log-likelihood gain over independent sites, in millinats per token; resid |z|: largest "
+                 f"|C_emp(r) - C_{main}(r)| / error for 2 <= r <= 8 (structure beyond the nearest-neighbour fit)")
     failed = [(lc.layer, k, r.message) for lc in report.layers for k, r in lc.fits.items() if not r.success]
     for layer, name, msg in failed:
         lines.append(f"WARNING: layer {layer} variant {name} did not converge: {msg}")
@@ -184,4 +197,15 @@ def fit_figures(report, out_dir) -> list[Path]:
     ax.set_ylabel("held-out LL gain [nats/token]")
     ax.legend(fontsize="small")
     paths += save_figure(fig, out_dir / "heldout")
+    with_ind = [lc for lc in layers if lc.indicators is not None]
+    if with_ind:
+        fig, axes = figure_grid(len(with_ind))
+        for ax, lc in zip(axes, with_ind):
+            ind = lc.indicators
+            ax.errorbar(ind.experts, ind.coupling, ind.coupling_error, fmt="o", ms=2, capsize=1)
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set_xlabel("expert")
+            ax.set_ylabel("Ising J_e")
+            ax.set_title(f"layer {lc.layer}: indicator chains", fontsize="medium")
+        paths += save_figure(fig, out_dir / "indicators")
     return [p for p in paths if p.suffix == ".png"] + [p for p in paths if p.suffix == ".pdf"]

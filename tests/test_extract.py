@@ -1,7 +1,6 @@
 """Extraction on tiny random-weight models of every supported family (CPU, offline)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,8 +1,6 @@
 """Fitters: gradients, exact likelihoods, parameter recovery, controls, and the fit pipeline."""
 
-import itertools
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -267,3 +265,29 @@ def test_fit_cli_errors(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["fit", "--model", str(path), "--variants", "potts,bogus",
                                   "--output-dir", str(tmp_path / "o")])
     assert r.exit_code == 2 and "unknown variant" in r.output
+
+
+def test_indicator_chains_recover_ising_coupling():
+    from ising_moe.fit.compare import compare_indicators
+
+    model = PottsChain.ising(40, coupling=0.6, field=0.1 * np.sin(np.arange(40) / 5))
+    x = exact.sample(model, 1500, rng=13)
+    res = compare_indicators(x[:, :, None], np.ones(x.shape, bool), np.full(len(x), 40), 2, seed=0)
+    assert abs(res.coupling[1] - 0.6) <= 5 * res.coupling_error[1]
+    assert res.coupling[0] == pytest.approx(res.coupling[1], rel=1e-6)  # the two indicators are one chain
+    assert np.all(res.gain > 0) and abs(res.fitted_c1[1] - res.empirical_c1[1]) < 0.02
+
+
+def test_fit_pipeline_top_k(tmp_path):
+    from ising_moe.data import ExpertSequences
+    from ising_moe.fit.compare import fit_expert_data
+
+    rng = np.random.default_rng(14)
+    first = exact.sample(PottsChain.potts(24, 4, coupling=1.0), 200, rng=15)
+    second = (first + 1 + rng.integers(0, 3, size=first.shape)) % 4
+    experts = np.stack([first, second], axis=-1)[:, None]
+    data = ExpertSequences(experts, np.ones(first.shape, bool), 4, attrs={"model_id": "t", "weights": "random-init"})
+    report = fit_expert_data(data, variants=("potts",), n_bootstrap=0, mc_sweeps=0, max_distance=4)
+    layer = report.layers[0]
+    assert layer.indicators is not None and layer.indicators.coupling.shape == (4,)
+    assert layer.gain["potts"] > 0

@@ -1,7 +1,6 @@
 """The HDF5/JSON layer: provenance, atomic writes, resumable chunks, and fuzzed readers."""
 
 import json
-import os
 import tempfile
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Empirical statistics on exact samples of known chains, where every statistic has an exact value."""
 
-import itertools
 import json
 
 import numpy as np
@@ -11,7 +10,6 @@ from ising_moe import InvalidParameterError, PottsChain, exact
 from ising_moe import measure as M
 from ising_moe.cli import main
 from ising_moe.data import ExpertSequences, load_experts, save_experts
-from ising_moe.errors import DataFormatError
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,6 +84,83 @@ def variant_fitter(name: str, n_states: int, hidden_fraction: float):
 
 
 @dataclass(frozen=True, eq=False)
+class IndicatorComparison:
+    """Top-k routing seen per expert: the indicator ``1[e in top-k]`` of every expert as a binary
+    (Ising) chain with its own position-dependent fields and nearest-neighbour coupling.
+
+    The top-1 Potts chain asks whether consecutive tokens keep the router's *first choice*; these
+    chains ask, expert by expert, whether an expert that is active at one token tends to stay
+    active at the next beyond its positional rate (``J_e > 0``: persistent, cache-friendly experts;
+    ``J_e < 0``: alternating). Couplings are in Ising form, ``-J_e sigma_i sigma_{i+1}``.
+
+    Attributes
+    ----------
+    experts : ndarray of shape (n_experts,)
+    rate : ndarray
+        Mean activation rate of each expert.
+    coupling, coupling_error : ndarray
+        ``J_e`` and its standard error (inverse Fisher information).
+    gain, gain_error : ndarray
+        Held-out log-likelihood gain per token of the chain over independent sites.
+    empirical_c1, fitted_c1 : ndarray
+        ``C_e(1)`` of the data and of the fitted chain.
+    """
+
+    experts: np.ndarray
+    rate: np.ndarray
+    coupling: np.ndarray
+    coupling_error: np.ndarray
+    gain: np.ndarray
+    gain_error: np.ndarray
+    empirical_c1: np.ndarray
+    fitted_c1: np.ndarray
+
+
+def compare_indicators(experts, mask, lengths, n_experts: int, *, test_fraction: float = 0.2,
+                       seed: int = 0) -> IndicatorComparison:
+    """Fit an Ising chain (position fields, homogeneous coupling) to every expert's indicator sequence.
+
+    Parameters
+    ----------
+    experts : ndarray of int, shape (n_sequences, n_positions, top_k)
+    mask : ndarray of bool, shape (n_sequences, n_positions)
+    lengths : ndarray of int, shape (n_sequences,)
+    """
+    from ..measure import correlation_function
+
+    rng = np.random.default_rng(seed)
+    n_seq = experts.shape[0]
+    n_test = max(1, int(round(test_fraction * n_seq)))
+    order = rng.permutation(n_seq)
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    empirical = correlation_function(experts, mask, n_experts, 1, (), 0, rng).per_state[1]
+    out = {k: np.full(n_experts, np.nan) for k in ("rate", "coupling", "coupling_error", "gain", "gain_error",
+                                                  "fitted_c1")}
+    for e in range(n_experts):
+        x = (experts == e).any(axis=-1).astype(np.int64)
+        out["rate"][e] = x[mask].mean()
+        if out["rate"][e] in (0.0, 1.0):
+            continue  # never (or always) active: nothing to fit
+        data = ChainData.from_arrays(x, mask, lengths, 2)
+        train_data, test_data = data.subset(train), data.subset(test)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chain = ChainMaxLikelihood(couplings="potts").fit(train_data)
+            base = IndependentSites().fit(train_data)
+        res = chain.result_
+        # Potts J (delta - 1/2) on two states is the Ising coupling J / 2
+        out["coupling"][e] = res.theta[-1] / 2
+        out["coupling_error"][e] = res.theta_stderr[-1] / 2 if res.theta_stderr is not None else np.nan
+        d = (chain.log_likelihood(test_data.states, test_data.observed, test_data.lengths)
+             - base.log_likelihood(test_data.states, test_data.observed, test_data.lengths))
+        out["gain"][e] = d.sum() / test_data.n_tokens
+        out["gain_error"][e] = math.sqrt(len(d)) * d.std(ddof=1) / test_data.n_tokens
+        # the model's C_e(1) is the per-state correlation of state 1 of the fitted chain
+        out["fitted_c1"][e] = solve(res.model()).correlation_function(1, per_state=True)[1, 1]
+    return IndicatorComparison(experts=np.arange(n_experts), empirical_c1=empirical, **out)
+
+
+@dataclass(frozen=True, eq=False)
 class LayerComparison:
     """Everything ``isingmoe fit`` reports for one layer.
 
@@ -135,18 +211,12 @@ class LayerComparison:
     mc_overlap_z: np.ndarray | None = None
     hidden_fraction: float = 0.0
     bootstrap_xi: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-
-def fitters_par(result: ChainFitResult, n_sites: int, n_states: int):
-    """The parametrisation a result was fitted in."""
-    from .params import ChainParametrization
-
-    return ChainParametrization(n_sites, n_states, result.fields_variant, result.couplings_variant, result.max_range)
+    indicators: IndicatorComparison | None = None
 
 
 def _fitted_xi(corr_model, window, sigma):
     """Exponential-fit ``xi`` of a model ``C(r)`` on the empirical window with empirical weights."""
-    from ..measure import _exp_fit_batch
+    from ..measure import fit_exponential
 
     lo, hi = window
     r = np.arange(lo, hi + 1, dtype=float)
@@ -154,7 +224,7 @@ def _fitted_xi(corr_model, window, sigma):
     keep = np.isfinite(c) & (c > 0)  # a short-ranged model can fall to zero inside the data's window
     if keep.sum() < 2:
         return math.nan
-    return float(_exp_fit_batch(r[keep], c[keep][None, :], np.maximum(sigma[lo: hi + 1][keep], 1e-12))[1][0])
+    return float(fit_exponential(r[keep], c[keep][None, :], np.maximum(sigma[lo: hi + 1][keep], 1e-12))[1][0])
 
 
 def _bulk_xi(result: ChainFitResult) -> float:
@@ -248,7 +318,7 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     main = MAIN_VARIANT if MAIN_VARIANT in fits else names[-1]
     boot, boot_theta = [], []
     if n_bootstrap and main in fits and fits[main].max_range == 1:
-        for b in range(n_bootstrap):
+        for _ in range(n_bootstrap):
             rows = rng.integers(0, len(train), size=len(train))
             fitter = variant_fitter(main, n_states, hidden_fraction)
             fitter.tol = 3e-6
@@ -259,12 +329,11 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
             boot_theta.append(fitter.result_.theta)
     boot = np.array(boot)
     if len(boot_theta) > 1:  # parameter errors of the main variant from the same refits
-        from .fitters import _stderr_of_expansion
-
         stderr = np.std(boot_theta, axis=0, ddof=1)
-        f_err, c_err = _stderr_of_expansion(fitters_par(fits[main], n, n_states), stderr)
-        fits[main] = dataclasses.replace(fits[main], theta_stderr=stderr, fields_stderr=f_err, couplings_stderr=c_err,
-                                         message=fits[main].message + f"; errors from {len(boot_theta)} bootstrap refits")
+        f_err, c_err = fits[main].parametrization().expand_stderr(stderr)
+        message = fits[main].message + f"; errors from {len(boot_theta)} bootstrap refits"
+        fits[main] = dataclasses.replace(fits[main], theta_stderr=stderr, fields_stderr=f_err,
+                                         couplings_stderr=c_err, message=message)
     xi_fit_error = float(np.nanstd(boot, ddof=1)) if np.isfinite(boot).sum() > 1 else math.nan
     residual = np.zeros(0)
     if main in fitted_corr and np.all(np.isfinite(fitted_corr[main])):
@@ -299,21 +368,30 @@ class FitReport:
 
 
 def _layer_job(args):
-    states, mask, lengths, n_states, layer, kwargs, threads = args
+    states, mask, lengths, n_states, layer, kwargs, threads, topk = args
     if threads:
         import numba
 
         numba.set_num_threads(threads)
-    return compare_layer(states, mask, lengths, n_states, layer, **kwargs)
+    result = compare_layer(states, mask, lengths, n_states, layer, **kwargs)
+    if topk is not None:
+        experts, topk_mask, n_experts = topk
+        indicators = compare_indicators(experts, topk_mask, lengths, n_experts,
+                                        test_fraction=kwargs["test_fraction"], seed=kwargs["seed"])
+        result = dataclasses.replace(result, indicators=indicators)
+    return result
 
 
 def fit_expert_data(data, *, layers=None, variants=DEFAULT_VARIANTS, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "exclude",
-                    seed: int = 0, processes: int = 1, progress: bool = False) -> FitReport:
+                    indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
 
-    ``max_range >= 2`` adds the variants ``range2 .. range<max_range>``. Layers run in ``processes``
-    worker processes (each layer's seed is spawned from ``seed``, so results do not depend on it).
+    ``max_range >= 2`` adds the variants ``range2 .. range<max_range>``. For top-k routing
+    (``top_k > 1``) the top-1 expert is the Potts chain and, with ``indicators``, every expert's
+    indicator is also fitted as an Ising chain (:func:`compare_indicators`). Layers run in
+    ``processes`` worker processes (each layer's seed is spawned from ``seed``, so results do not
+    depend on it).
     """
     from tqdm.auto import tqdm
 
@@ -334,7 +412,12 @@ def fit_expert_data(data, *, layers=None, variants=DEFAULT_VARIANTS, max_range: 
         lengths = data.mask.shape[1] - np.argmax(data.mask[:, ::-1], axis=1)
         keep = m.any(axis=1) & (lengths >= 2)
         job_kwargs = {**kwargs, "seed": int(ss.generate_state(1)[0])}
-        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0))
+        topk = None
+        if data.top_k > 1 and indicators:
+            li = data.layer_index(layer)
+            topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
+            topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
+        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk))
     results = []
     if processes > 1 and len(jobs) > 1:
         import multiprocessing
@@ -350,7 +433,8 @@ def fit_expert_data(data, *, layers=None, variants=DEFAULT_VARIANTS, max_range: 
             results.append(_layer_job(job))
     params = {"layers": layer_ids, "variants": variants, "max_range": max_range, "test_fraction": test_fraction,
               "max_distance": max_distance, "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps,
-              "dropped": dropped, "seed": seed, "main_variant": MAIN_VARIANT}
+              "dropped": dropped, "indicators": indicators and data.top_k > 1, "seed": seed,
+              "main_variant": MAIN_VARIANT}
     source = {"model_id": data.model_id, "weights": data.weights,
               "path": None if data.path is None else str(data.path)}
     return FitReport(results, params, source, data.provenance_note)
@@ -383,6 +467,11 @@ def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_
             if lc.mc_correlation is not None:
                 write_array(g, "mc_correlation", lc.mc_correlation, ("distance",))
                 write_array(g, "mc_overlap_z", lc.mc_overlap_z, ("distance_from_1",))
+            if lc.indicators is not None:
+                ind = g.create_group("indicators")
+                ind.attrs["description"] = "per-expert indicator chains (Ising couplings J_e)"
+                for key in ("rate", "coupling", "coupling_error", "gain", "gain_error", "empirical_c1", "fitted_c1"):
+                    write_array(ind, key, getattr(lc.indicators, key), ("expert",))
             for name, res in lc.fits.items():
                 v = g.create_group(f"variant_{name}")
                 for key in ("method", "fields_variant", "couplings_variant", "max_range", "success", "message",

@@ -234,6 +234,11 @@ class ChainFitResult:
         rng = f"+range{self.max_range}" if self.max_range > 1 else ""
         return f"{self.method}:{self.fields_variant}/{self.couplings_variant}{rng}"
 
+    def parametrization(self) -> ChainParametrization:
+        """The parametrisation the fit used (``theta`` lives in it)."""
+        n, q = self.fields.shape
+        return ChainParametrization(n, q, self.fields_variant, self.couplings_variant, self.max_range)
+
     def model(self, n_sites: int | None = None) -> PottsChain | LongRangeChain:
         """The fitted chain (``beta = 1``), optionally truncated to ``n_sites``."""
         n = self.fields.shape[0] if n_sites is None else as_int(n_sites, "n_sites", 2, self.fields.shape[0])
@@ -312,7 +317,7 @@ class _ChainFitter:
         sparse = int((rates == 0).sum()) if par.fields == "position" else 0
         f_err = c_err = None
         if theta_stderr is not None:
-            f_err, c_err = _stderr_of_expansion(par, theta_stderr)
+            f_err, c_err = par.expand_stderr(theta_stderr)
         self.result_ = ChainFitResult(
             method=self._method, fields_variant=par.fields, couplings_variant=par.couplings,
             max_range=par.max_range, success=bool(success), message=message, n_iter=int(n_iter),
@@ -347,21 +352,6 @@ class _ChainFitter:
         self._check_fitted()
         data = ChainData.from_arrays(X, mask, lengths, self.n_states_, spins)
         return float(self.log_likelihood(X, mask, lengths, spins).sum() / data.n_tokens)
-
-
-def _stderr_of_expansion(par: ChainParametrization, theta_stderr):
-    """Standard errors of the expanded fields/couplings (diagonal propagation, basis rows squared)."""
-    h_var, j_var = par.expand(np.zeros(par.n_params))
-    basis = np.eye(par.n_params)
-    h_var = np.zeros_like(h_var)
-    j_var = np.zeros_like(j_var)
-    for k in range(par.n_params):
-        if theta_stderr[k] == 0 or not np.isfinite(theta_stderr[k]):
-            continue
-        h, j = par.expand(basis[k])
-        h_var += (h * theta_stderr[k]) ** 2
-        j_var += (j * theta_stderr[k]) ** 2
-    return np.sqrt(h_var), np.sqrt(j_var)
 
 
 # ----------------------------------------------------------------------------- exact ML
@@ -456,6 +446,22 @@ def _independent_start(data: ChainData, par: ChainParametrization) -> np.ndarray
     return par.project(fields, np.zeros(par.coupling_shape))
 
 
+def _penalty(theta, par: ChainParametrization, l2: float, smoothing: float):
+    """``l2/2 |theta|^2 + smoothing/2 sum_i |h_{i+1} - h_i|^2`` (position fields) and its gradient."""
+    value = 0.5 * l2 * theta @ theta
+    grad = l2 * theta
+    if smoothing and par.fields == "position":
+        f = theta[: par.n_field_params].reshape(par.n_sites, par.n_states - 1)
+        d = np.diff(f, axis=0)
+        value += 0.5 * smoothing * (d * d).sum()
+        g = np.zeros_like(f)
+        g[1:] += smoothing * d
+        g[:-1] -= smoothing * d
+        grad = grad.copy()
+        grad[: par.n_field_params] += g.ravel()
+    return value, grad
+
+
 class _MLObjective:
     """Negative log-posterior per token and its exact gradient."""
 
@@ -501,19 +507,7 @@ class _MLObjective:
         return log_z, site, pair
 
     def _penalty(self, theta):
-        value = 0.5 * self.l2 * theta @ theta
-        grad = self.l2 * theta
-        if self.smoothing and self.par.fields == "position":
-            q = self.par.n_states
-            f = theta[: self.par.n_field_params].reshape(self.par.n_sites, q - 1)
-            d = np.diff(f, axis=0)
-            value += 0.5 * self.smoothing * (d * d).sum()
-            g = np.zeros_like(f)
-            g[1:] += self.smoothing * d
-            g[:-1] -= self.smoothing * d
-            grad = grad.copy()
-            grad[: self.par.n_field_params] += g.ravel()
-        return value, grad
+        return _penalty(theta, self.par, self.l2, self.smoothing)
 
     def __call__(self, theta):
         h, j = self.par.expand(theta)
@@ -580,15 +574,13 @@ class ChainPseudoLikelihood(_ChainFitter):
         data, par = self._prepare(X, mask, lengths, n_states, spins)
         valid = data.observed
         n_cond = int(valid.sum())
-        ml = _MLObjective.__new__(_MLObjective)
-        ml.par, ml.l2, ml.smoothing = par, self.l2, self.field_smoothing
 
         def objective(theta):
             h, j = par.expand(theta)
             site = np.zeros_like(h)
             pair = np.zeros_like(j)
             pl = K.pseudo_likelihood(data.states, valid, data.lengths, h, j, site, pair)
-            pen, pen_grad = ml._penalty(theta)
+            pen, pen_grad = _penalty(theta, par, self.l2, self.field_smoothing)
             return (-pl + pen) / n_cond, (-par.adjoint(site, pair) + pen_grad) / n_cond
 
         scale = 1.0 / np.sqrt(_exposure(data, par))

@@ -230,6 +230,21 @@ class ChainParametrization:
                 parts.append((g_c.reshape(*self.coupling_shape[:2], q * q) @ self._c).ravel())
         return np.concatenate(parts) if parts else np.zeros(0)
 
+    def expand_stderr(self, theta_stderr: np.ndarray):
+        """Standard errors of the expanded fields and couplings from independent errors of ``theta``.
+
+        Each expanded entry is linear in ``theta``: its variance is ``sum_k (d entry / d theta_k)^2
+        sigma_k^2`` (correlations between the ``theta`` errors are neglected).
+        """
+        h_var, j_var = (np.zeros_like(a) for a in self.expand(np.zeros(self.n_params)))
+        for k in np.flatnonzero(np.isfinite(theta_stderr) & (theta_stderr > 0)):
+            unit = np.zeros(self.n_params)
+            unit[k] = theta_stderr[k]
+            h, j = self.expand(unit)
+            h_var += h * h
+            j_var += j * j
+        return np.sqrt(h_var), np.sqrt(j_var)
+
     def describe(self) -> str:
         rng = f", range {self.max_range}" if self.max_range > 1 else ""
         return f"fields={self.fields}, couplings={self.couplings}{rng}"

@@ -35,7 +35,8 @@ from .samplers import UPDATES, simulate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULTS", "expand_grid", "load_spec", "build_model", "run_point", "run_sweep", "read_sweep"]
+__all__ = ["DEFAULTS", "expand_grid", "load_spec", "build_model", "validate_point", "run_point", "run_sweep",
+           "read_sweep"]
 
 DEFAULTS: dict[str, Any] = {
     "model": "potts", "n_states": 2, "n_sites": 64, "beta": 1.0, "coupling": 1.0, "field": None,
@@ -97,7 +98,8 @@ def build_model(point: dict[str, Any]):
                                     beta=point["beta"], periodic=point["periodic"])
 
 
-def _validate(point: dict[str, Any]) -> None:
+def validate_point(point: dict[str, Any]) -> None:
+    """Raise :class:`InvalidParameterError` for an invalid sweep point."""
     build_model(point)
     if point["update"] not in UPDATES:
         raise InvalidParameterError(f"unknown update {point['update']!r}; choose from {', '.join(UPDATES)}")
@@ -167,7 +169,7 @@ def run_sweep(spec: dict[str, Any], output, *, seed: int = 0, processes: int = 1
 
     points = expand_grid(spec)
     for point in points:
-        _validate(point)
+        validate_point(point)
     seed = as_int(seed, "seed", minimum=0)
     processes = as_int(processes, "processes", minimum=1)
     output = Path(output)

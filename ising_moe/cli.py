@@ -426,7 +426,7 @@ def measure(data_file, layers, max_distance, block_sizes, dropped, n_bootstrap, 
               help="Comma-separated variants [default: independent,potts,full,potts-homogeneous]; also "
                    "potts-bond, full-bond, full-homogeneous, pseudo-likelihood, mean-field, range<R>.")
 @click.option("--max-range", type=int, default=1, show_default=True,
-              help="Also fit couplings up to this distance (range2, ...).")
+              help="Also fit couplings up to this distance (variants range2 .. range<R>; 1: none).")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of sequences.")
 @click.option("--max-distance", type=int, default=32, show_default=True, help="Largest r compared.")
 @click.option("--bootstrap", "n_bootstrap", type=int, default=6, show_default=True,

@@ -56,13 +56,18 @@ VARIANTS: dict[str, tuple[type, dict]] = {
     "mean-field": (ChainMeanField, {"couplings": "full"}),
 }
 DEFAULT_VARIANTS = ("independent", "potts", "full", "potts-homogeneous")
-MAIN_VARIANT = "full"
-#: exact range-R fits when q^R is at most this and few sites are hidden; else pseudo-likelihood
+#: the variant whose xi is bootstrapped and checked by Monte Carlo: the first one fitted
+MAIN_PRIORITY = ("full", "potts", "full-bond", "potts-bond", "full-homogeneous", "potts-homogeneous")
+MAIN_VARIANT = MAIN_PRIORITY[0]
+#: above this many states the default variants leave out the full (q, q) coupling matrix: its
+#: (q - 1)^2 parameters are poorly determined by a few hundred sequences (ask for it by name)
+MAX_DEFAULT_FULL_STATES = 16
+#: exact range-R fits when q^R is at most this, else pseudo-likelihood (which skips sites with a
+#: hidden neighbour: on heavily masked data, e.g. Switch capacity drops, it is a poor estimate)
 MAX_EXACT_WINDOW = 64
-MAX_EXACT_HIDDEN_FRACTION = 0.05
 
 
-def variant_fitter(name: str, n_states: int, hidden_fraction: float):
+def variant_fitter(name: str, n_states: int):
     """A fresh fitter for a variant name (``range<R>``: couplings up to distance R)."""
     if name.startswith("range"):
         try:
@@ -70,7 +75,7 @@ def variant_fitter(name: str, n_states: int, hidden_fraction: float):
         except ValueError:
             raise InvalidParameterError(f"range variants are named range<R>, got {name!r}") from None
         as_int(r, "range", minimum=2)
-        if n_states**r <= MAX_EXACT_WINDOW and hidden_fraction <= MAX_EXACT_HIDDEN_FRACTION:
+        if n_states**r <= MAX_EXACT_WINDOW:
             return ChainMaxLikelihood(couplings="full", max_range=r, standard_errors=False)
         return ChainPseudoLikelihood(couplings="full", max_range=r)
     if name not in VARIANTS:
@@ -261,7 +266,8 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     n_states : int
     layer : int
     variants : sequence of str
-        Names from :data:`VARIANTS` or ``range<R>``; ``independent`` is always included.
+        Names from :data:`VARIANTS` or ``range<R>``; ``independent`` is always included. The main
+        variant (bootstrap of xi, Monte Carlo check) is the first of :data:`MAIN_PRIORITY` fitted.
     test_fraction : float
         Share of sequences held out.
     max_distance : int
@@ -292,7 +298,7 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     fits, heldout, per_seq = {}, {}, {}
     test_tokens = test_data.n_tokens
     for name in names:
-        fitter = variant_fitter(name, n_states, hidden_fraction)
+        fitter = variant_fitter(name, n_states)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SparseDataWarning)
             fitter.fit(train_data)
@@ -315,12 +321,12 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
         fitted_corr[name] = _model_correlation(res, n, max_distance)
         xi_fit[name] = _fitted_xi(fitted_corr[name], window, corr.errors)
         xi_spec[name] = _bulk_xi(res)
-    main = MAIN_VARIANT if MAIN_VARIANT in fits else names[-1]
+    main = next((v for v in MAIN_PRIORITY if v in fits), names[-1])
     boot, boot_theta = [], []
     if n_bootstrap and main in fits and fits[main].max_range == 1:
         for _ in range(n_bootstrap):
             rows = rng.integers(0, len(train), size=len(train))
-            fitter = variant_fitter(main, n_states, hidden_fraction)
+            fitter = variant_fitter(main, n_states)
             fitter.tol = 3e-6
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -364,7 +370,7 @@ class FitReport:
     note: str | None
 
     def main_variant(self) -> str:
-        return MAIN_VARIANT
+        return self.params["main_variant"]
 
 
 def _layer_job(args):
@@ -401,7 +407,9 @@ def fit_expert_data(data, *, layers=None, variants=DEFAULT_VARIANTS, max_range: 
     max_range = as_int(max_range, "max_range", 1, 4)
     variants = list(dict.fromkeys(list(variants) + [f"range{r}" for r in range(2, max_range + 1)]))
     for name in variants:
-        variant_fitter(name, 2, 0.0)  # validates the names before any work
+        variant_fitter(name, 2)  # validates the names before any work
+    if tuple(variants[: len(DEFAULT_VARIANTS)]) == DEFAULT_VARIANTS and data.n_experts > MAX_DEFAULT_FULL_STATES:
+        variants = [v for v in variants if v != "full"]
     seeds = np.random.SeedSequence(seed).spawn(len(layer_ids))
     kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
               "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}
@@ -434,7 +442,7 @@ def fit_expert_data(data, *, layers=None, variants=DEFAULT_VARIANTS, max_range: 
     params = {"layers": layer_ids, "variants": variants, "max_range": max_range, "test_fraction": test_fraction,
               "max_distance": max_distance, "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps,
               "dropped": dropped, "indicators": indicators and data.top_k > 1, "seed": seed,
-              "main_variant": MAIN_VARIANT}
+              "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
     source = {"model_id": data.model_id, "weights": data.weights,
               "path": None if data.path is None else str(data.path)}
     return FitReport(results, params, source, data.provenance_note)

@@ -387,18 +387,16 @@ class ChainMaxLikelihood(_ChainFitter):
         x0 = _independent_start(data, par) if init is None else np.asarray(init, dtype=float)
         if x0.shape != (par.n_params,):
             raise InvalidParameterError(f"init must have {par.n_params} entries")
-        # precondition: each parameter scaled by the share of tokens it acts on (fields of one
-        # position see 1/n of them), which evens out the curvature that L-BFGS sees
-        scale = 1.0 / np.sqrt(_exposure(data, par))
+        pre = _Preconditioner(data, par, self.l2)
 
         def scaled(phi):
-            value, grad = objective(phi * scale)
-            return value, grad * scale
+            value, grad = objective(pre.to_theta(phi))
+            return value, pre.grad_to_phi(grad)
 
-        res = optimize.minimize(scaled, x0 / scale, jac=True, method="L-BFGS-B",
+        res = optimize.minimize(scaled, pre.to_phi(x0), jac=True, method="L-BFGS-B",
                                 options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": 1e-15,
                                          "maxcor": 30})
-        theta = res.x * scale
+        theta = pre.to_theta(res.x)
         grad_norm = float(np.max(np.abs(res.jac))) if res.jac is not None else math.nan
         success = bool(res.success) or grad_norm < 1e-6
         message = f"{res.message} (|grad|_max = {grad_norm:.2e} per token, {res.nit} iterations)"
@@ -417,22 +415,78 @@ class ChainMaxLikelihood(_ChainFitter):
         return self
 
 
-def _exposure(data: ChainData, par: ChainParametrization) -> np.ndarray:
-    """Share of the tokens (fields) or pairs (couplings) that each parameter acts on."""
-    q = par.n_states
-    per_site = np.maximum(data.observed.sum(axis=0), 1.0) / data.n_tokens
-    parts = []
-    if par.n_field_groups:
-        grouped = np.bincount(par.field_group(), weights=per_site, minlength=par.n_field_groups)
-        parts.append(np.repeat(grouped, q - 1))
-    if par.couplings != "none":
-        n = par.n_sites
-        per_bond = np.array([[np.sum(data.lengths > j + r) for j in range(n - 1)] for r in range(1, par.max_range + 1)],
-                            dtype=float) / data.n_tokens
-        groups = per_bond if par.couplings.endswith("-bond") else per_bond.sum(axis=1, keepdims=True)
-        per = par.n_params - par.n_field_params
-        parts.append(np.repeat(np.maximum(groups, 1.0 / data.n_tokens).ravel(), per // groups.size))
-    return np.concatenate(parts) if parts else np.ones(0)
+class _Preconditioner:
+    """Linear change of variables ``theta = P phi`` that makes the objective's curvature ~1.
+
+    Fields: per field group, ``P_g = L_g^{-T}`` with ``L_g L_g^T`` the Hessian of the
+    independent-site objective per token, ``(n_g B^T (diag p_g - p_g p_g^T) B + l2) / N_tokens``
+    (``p_g`` the group's state frequencies): rare states make the curvatures of field directions
+    differ by orders of magnitude, which otherwise stalls L-BFGS. Couplings: ``1 / sqrt`` of the
+    share of pairs each parameter acts on.
+    """
+
+    def __init__(self, data: ChainData, par: ChainParametrization, l2: float):
+        q = par.n_states
+        self.n_field = par.n_field_params
+        self.groups = par.n_field_groups
+        n_tok = data.n_tokens
+        if self.groups:
+            counts = np.zeros((data.n_sites, q))
+            pos = np.broadcast_to(np.arange(data.n_sites), data.states.shape)
+            np.add.at(counts, (pos[data.observed], data.states[data.observed]), 1.0)
+            grouped = np.zeros((self.groups, q))
+            np.add.at(grouped, par.field_group(), counts)
+            n_g = grouped.sum(axis=1)
+            p = (grouped + 0.5) / (n_g[:, None] + 0.5 * q)
+            cov = np.einsum("ga,gb->gab", p, -p)
+            cov[:, np.arange(q), np.arange(q)] += p
+            b = par._b
+            hess = (n_g[:, None, None] * (b.T @ cov @ b) + max(l2, 1e-3) * np.eye(q - 1)) / n_tok
+            chol = np.linalg.cholesky(hess)
+            self.chol_t = np.swapaxes(chol, 1, 2)  # L^T: phi = L^T theta
+            self.inv_t = np.linalg.inv(self.chol_t)  # L^{-T}: theta = L^{-T} phi
+        if par.couplings != "none":
+            # pairs at distance r with left site j: sequences longer than j + r
+            n = par.n_sites
+            longer = np.bincount(data.lengths, minlength=n + 1)[::-1].cumsum()[::-1]  # length >= L
+            j = np.arange(n - 1)
+            per_bond = np.array([np.where(j + r < n, longer[np.minimum(j + r + 1, n)], 0)
+                                 for r in range(1, par.max_range + 1)], dtype=float) / n_tok
+            share = per_bond if par.couplings.endswith("-bond") else per_bond.sum(axis=1, keepdims=True)
+            # curvature of each coupling parameter under independent sites with the mean frequencies
+            p_bar = np.bincount(data.states[data.observed], minlength=q) + 0.5
+            p_bar /= p_bar.sum()
+            if par.couplings.startswith("potts"):
+                same = (p_bar**2).sum()
+                unit = np.array([same * (1 - same)])
+            elif par.zero_sum_couplings:
+                m = np.diag(par._b.T @ np.diag(p_bar) @ par._b)
+                u = par._b.T @ p_bar
+                unit = (np.outer(m, m) - np.outer(u, u) ** 2).ravel()
+            else:
+                unit = np.full(par._c.shape[1], 1.0 / q**2)
+            curvature = share.ravel()[:, None] * np.maximum(unit, 1e-12)[None, :] + max(l2, 1e-3) / n_tok
+            self.coupling_scale = 1.0 / np.sqrt(curvature.ravel())
+        else:
+            self.coupling_scale = np.ones(0)
+
+    def _split(self, v):
+        return v[: self.n_field].reshape(self.groups, -1) if self.groups else None, v[self.n_field:]
+
+    def to_theta(self, phi):
+        f, c = self._split(phi)
+        parts = [np.einsum("gab,gb->ga", self.inv_t, f).ravel()] if self.groups else []
+        return np.concatenate(parts + [c * self.coupling_scale])
+
+    def to_phi(self, theta):
+        f, c = self._split(theta)
+        parts = [np.einsum("gab,gb->ga", self.chol_t, f).ravel()] if self.groups else []
+        return np.concatenate(parts + [c / self.coupling_scale])
+
+    def grad_to_phi(self, grad):
+        f, c = self._split(grad)
+        parts = [np.einsum("gba,gb->ga", self.inv_t, f).ravel()] if self.groups else []
+        return np.concatenate(parts + [c * self.coupling_scale])
 
 
 def _independent_start(data: ChainData, par: ChainParametrization) -> np.ndarray:
@@ -583,17 +637,17 @@ class ChainPseudoLikelihood(_ChainFitter):
             pen, pen_grad = _penalty(theta, par, self.l2, self.field_smoothing)
             return (-pl + pen) / n_cond, (-par.adjoint(site, pair) + pen_grad) / n_cond
 
-        scale = 1.0 / np.sqrt(_exposure(data, par))
+        pre = _Preconditioner(data, par, self.l2)
 
         def scaled(phi):
-            value, grad = objective(phi * scale)
-            return value, grad * scale
+            value, grad = objective(pre.to_theta(phi))
+            return value, pre.grad_to_phi(grad)
 
-        res = optimize.minimize(scaled, _independent_start(data, par) / scale, jac=True, method="L-BFGS-B",
+        res = optimize.minimize(scaled, pre.to_phi(_independent_start(data, par)), jac=True, method="L-BFGS-B",
                                 options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": 1e-15, "maxcor": 30})
         grad_norm = float(np.max(np.abs(res.jac)))
         success = bool(res.success) or grad_norm < 1e-6
-        return self._finish(data, par, res.x * scale, success=success, n_iter=res.nit,
+        return self._finish(data, par, pre.to_theta(res.x), success=success, n_iter=res.nit,
                             message=f"{res.message} (|grad|_max = {grad_norm:.2e})")
 
 

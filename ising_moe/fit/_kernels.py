@@ -26,6 +26,15 @@ def _bond(log_couplings, j):
     return j if log_couplings.shape[1] > 1 else 0
 
 
+@njit(inline="always")
+def _weight(wf, wc, i, a, cur, prev_n):
+    """Weight of state ``a`` at site ``i`` given the states ``cur`` of the ``prev_n`` sites before it."""
+    w = wf[i, a]
+    for r in range(1, prev_n + 1):
+        w *= wc[r - 1, _bond(wc, i - r), cur[r - 1], a]
+    return w
+
+
 @njit
 def _decode(idx, i, n_dig, allowed, radix, states):
     """States of sites ``i - n_dig + 1 .. i`` of window index ``idx`` (last site least significant)."""
@@ -140,9 +149,7 @@ def chain_moments(wf, fshift, wc, cshift, allowed, weight, site_out, pair_out, a
             rest = idx % keep
             for d in range(radix[i]):
                 a = d if allowed[i] < 0 else allowed[i]
-                w = wf[i, a]
-                for r in range(1, prev_n + 1):
-                    w *= wc[r - 1, _bond(wc, i - r), cur[r - 1], a]
+                w = _weight(wf, wc, i, a, cur, prev_n)
                 alpha[base + rest * radix[i] + d] += x * w
         norm = 0.0
         for k in range(size[i]):
@@ -166,9 +173,7 @@ def chain_moments(wf, fshift, wc, cshift, allowed, weight, site_out, pair_out, a
             acc = 0.0
             for d in range(radix[i]):
                 a = d if allowed[i] < 0 else allowed[i]
-                w = wf[i, a]
-                for r in range(1, prev_n + 1):
-                    w *= wc[r - 1, _bond(wc, i - r), cur[r - 1], a]
+                w = _weight(wf, wc, i, a, cur, prev_n)
                 acc += w * beta[rest * radix[i] + d]
             new_beta[idx] = acc
             total += alpha[offset[i - 1] + idx] * acc
@@ -181,9 +186,7 @@ def chain_moments(wf, fshift, wc, cshift, allowed, weight, site_out, pair_out, a
             scale = weight * x / total
             for d in range(radix[i]):
                 a = d if allowed[i] < 0 else allowed[i]
-                w = wf[i, a]
-                for r in range(1, prev_n + 1):
-                    w *= wc[r - 1, _bond(wc, i - r), cur[r - 1], a]
+                w = _weight(wf, wc, i, a, cur, prev_n)
                 p = scale * w * beta[rest * radix[i] + d]
                 if p == 0.0:
                     continue

@@ -284,6 +284,15 @@ def _measure(spins, periodic, t, occupation, overlap, site_counts):
         overlap[t, r] = same / pairs
 
 
+@njit
+def _record(row, t, e, periodic, save_every, energy, occupation, overlap, site_counts, snapshots):
+    """Measurements of one chain after its measured sweep ``t``."""
+    energy[t] = e
+    _measure(row, periodic, t, occupation, overlap, site_counts)
+    if save_every > 0 and (t + 1) % save_every == 0:
+        snapshots[(t + 1) // save_every - 1, :] = row
+
+
 @njit(parallel=True)
 def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, couplings, periodic, n_burnin,
                           save_every, energy, occupation, overlap, site_counts, snapshots, accepted,
@@ -319,11 +328,8 @@ def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, coupl
             if sweep < n_burnin:
                 continue
             acc += a
-            t = sweep - n_burnin
-            energy[c, t] = nn_energy(row, fields, couplings, periodic)
-            _measure(row, periodic, t, occupation[c], overlap[c], site_counts[c])
-            if save_every > 0 and (t + 1) % save_every == 0:
-                snapshots[c, (t + 1) // save_every - 1, :] = row
+            _record(row, sweep - n_burnin, nn_energy(row, fields, couplings, periodic), periodic, save_every,
+                    energy[c], occupation[c], overlap[c], site_counts[c], snapshots[c])
         accepted[c] = acc
 
 
@@ -492,9 +498,6 @@ def run_long_range(kind, spins, states, lf, lj, bond_p, fields, couplings, perio
             if sweep < n_burnin:
                 continue
             acc += a
-            t = sweep - n_burnin
-            energy[c, t] = lr_energy(row, fields, couplings, periodic)
-            _measure(row, periodic, t, occupation[c], overlap[c], site_counts[c])
-            if save_every > 0 and (t + 1) % save_every == 0:
-                snapshots[c, (t + 1) // save_every - 1, :] = row
+            _record(row, sweep - n_burnin, lr_energy(row, fields, couplings, periodic), periodic, save_every,
+                    energy[c], occupation[c], overlap[c], site_counts[c], snapshots[c])
         accepted[c] = acc

@@ -117,7 +117,7 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
     from .io import atomic_h5, write_array
 
     if ising:
-        h = 0.0 if field is None else _scalar(field, "--field")
+        h = 0.0 if field is None else _one(field, "--field", float)
         model = PottsChain.ising(n_sites, coupling, h, beta=beta, periodic=periodic)
     else:
         model = PottsChain.potts(n_sites, n_states, coupling, _parse_fields(field, n_states),
@@ -277,7 +277,7 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
         "max_distance": parse(max_distance, "--max-distance", int),
     }
     if field is not None:
-        values = [_scalar(v, "--field") for v in field.split(",")]
+        values = [_one(v, "--field", float) for v in field.split(",")]
         spec["field"] = values[0] if len(values) == 1 else values
     return {k: v for k, v in spec.items() if v is not None}
 
@@ -482,13 +482,6 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
     write_json(summary_file, payload, kind="fit-summary", params=report.params, seed=seed, overwrite=overwrite)
     lines += [f"wrote {fit_file}", f"wrote {summary_file}", f"figures in {out_dir}/ (PNG and PDF)"]
     _emit(payload, as_json, lines)
-
-
-def _scalar(text: str, option: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidParameterError(f"{option} must be a number, got {text!r}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

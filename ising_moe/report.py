@@ -83,6 +83,15 @@ def measurement_figures(result, stem) -> list[Path]:
             plot_xi_vs_block(sizes, [st.xi_by_block[b].xi for b in sizes],
                              [st.xi_by_block[b].error for b in sizes], ax=ax, label=f"layer {st.layer}")
         paths += save_figure(fig, stem.with_name(stem.name + ".xi_block"))
+    dropped = [st for st in layers if st.dropped_by_position is not None]
+    if dropped:
+        fig, (ax,) = figure_grid(1, (5, 3.5))
+        for st in dropped:
+            ax.plot(np.arange(st.dropped_by_position.size), st.dropped_by_position, lw=1, label=f"layer {st.layer}")
+        ax.set_xlabel("position")
+        ax.set_ylabel("fraction dropped by capacity")
+        ax.legend(fontsize="x-small")
+        paths += save_figure(fig, stem.with_name(stem.name + ".dropped"))
     if result.probes:
         fig, (ax,) = figure_grid(1, (5, 3.5))
         plot_probe(result.probes, ax=ax)

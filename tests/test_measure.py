@@ -204,7 +204,7 @@ def test_measure_write_load_and_cli(tmp_path):
     assert "RANDOM-INIT" in doc["note"]
     for fig in doc["figures"]:
         assert (tmp_path / fig).exists() or __import__("pathlib").Path(fig).exists()
-    assert len(doc["figures"]) == 8
+    assert len(doc["figures"]) == 10  # rates, C(r), xi(b), capacity drops, probe: PNG + PDF
 
 
 def test_measure_cli_errors(tmp_path):

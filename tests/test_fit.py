@@ -291,3 +291,33 @@ def test_fit_pipeline_top_k(tmp_path):
     layer = report.layers[0]
     assert layer.indicators is not None and layer.indicators.coupling.shape == (4,)
     assert layer.gain["potts"] > 0
+
+
+def test_fit_independent_of_thread_count_and_kernel_parity():
+    import numba
+
+    from ising_moe.fit import _kernels as K
+
+    rng = np.random.default_rng(16)
+    x = rng.integers(0, 3, size=(120, 20))
+    mask = _holes(x, rng, 0.3)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = ChainMaxLikelihood(couplings="full", standard_errors=False).fit(x, mask).result_.theta
+    finally:
+        numba.set_num_threads(old)
+    many = ChainMaxLikelihood(couplings="full", standard_errors=False).fit(x, mask).result_.theta
+    np.testing.assert_array_equal(one, many)
+    # the composite-window kernel against its pure-Python self
+    h = rng.normal(size=(7, 3))
+    j = rng.normal(size=(2, 1, 3, 3))
+    tables = K.weights(h, j)
+    allowed = np.array([-1, 2, -1, -1, 0, -1, 1])
+    out = []
+    for fn in (K.chain_moments, K.chain_moments.py_func):
+        site, pair = np.zeros((7, 3)), np.zeros((2, 1, 3, 3))
+        out.append((fn(*tables, allowed, 1.0, site, pair, True), site, pair))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-13)
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-12, atol=1e-15)

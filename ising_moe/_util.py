@@ -28,13 +28,6 @@ def as_generator(rng: RngLike) -> np.random.Generator:
     )
 
 
-def seed_of(rng: RngLike) -> int | None:
-    """The integer seed behind ``rng`` when there is one (for provenance), else ``None``."""
-    if isinstance(rng, numbers.Integral):
-        return int(rng)
-    return None
-
-
 def as_int(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """Validate an integer parameter."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

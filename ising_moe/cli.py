@@ -442,7 +442,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
         output_dir, overwrite, as_json):
     """Fit Potts chains to expert sequences and compare fitted with empirical correlations."""
     from .data import load_experts
-    from .fit.compare import DEFAULT_VARIANTS, fit_expert_data, write_fit_report
+    from .fit.compare import fit_expert_data, write_fit_report
     from .io import file_sha256, write_json
     from .models import MODELS, data_dir, find_data_file
     from .report import fit_figures, fit_summary
@@ -470,7 +470,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
 
             raise OutputExistsError(f"{target} exists: pass --overwrite to replace it")
     data = load_experts(path, layers=_int_list(layers, "--layers"))
-    variant_list = [v.strip() for v in variants.split(",")] if variants else list(DEFAULT_VARIANTS)
+    variant_list = [v.strip() for v in variants.split(",")] if variants else None
     report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
                              max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
                              processes=processes, progress=not as_json)

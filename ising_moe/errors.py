@@ -52,9 +52,6 @@ class NumericalPrecisionWarning(IsingMoeWarning):
     """A result is limited by floating-point precision (e.g. a nearly degenerate spectrum)."""
 
 
-class RandomInitWarning(IsingMoeWarning):
-    """Data made from random-init weights is being analysed: it says nothing about a trained model."""
-
 
 def require(module: str, extra: str, feature: str):
     """Import an optional dependency or raise :class:`MissingDependencyError` saying how to get it.

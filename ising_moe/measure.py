@@ -855,7 +855,9 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
         data.layer_index(layer)
     n = data.n_positions
     max_distance = min(as_int(max_distance, "max_distance", 1), n - 1)
-    blocks = tuple(b for b in block_sizes if 2 <= b <= n)
+    n_bootstrap = as_int(n_bootstrap, "n_bootstrap", minimum=2)
+    n_null = as_int(n_null, "n_null", minimum=0)
+    blocks = tuple(b for b in (as_int(b, "block size", minimum=2) for b in block_sizes) if b <= n)
     seeds = np.random.SeedSequence(seed).spawn(len(layer_ids) + 1)
     out = []
     for layer, ss in tqdm(list(zip(layer_ids, seeds)), desc="measure", unit="layer", disable=not progress or None):

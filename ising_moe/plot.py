@@ -109,13 +109,19 @@ def plot_rates(rates, ax=None, title: str | None = None, cmap: str = "viridis"):
     ----------
     rates : ndarray of shape (n_positions, n_experts)
     """
+    return _position_heatmap(np.asarray(rates, dtype=float), ax, title, "rate", "expert", cmap)
+
+
+def _position_heatmap(values, ax, title, label, ylabel, cmap, symmetric=False):
+    """Heat map of a (n_positions, n_states) array: states by position."""
     ax = _axes(ax)
-    rates = np.asarray(rates)
-    im = ax.imshow(rates.T, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
-                   extent=(-0.5, rates.shape[0] - 0.5, -0.5, rates.shape[1] - 0.5))
-    ax.figure.colorbar(im, ax=ax, label="rate")
+    lim = (float(np.abs(values).max()) or 1.0) if symmetric else None
+    im = ax.imshow(values.T, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
+                   vmin=-lim if symmetric else None, vmax=lim,
+                   extent=(-0.5, values.shape[0] - 0.5, -0.5, values.shape[1] - 0.5))
+    ax.figure.colorbar(im, ax=ax, label=label)
     ax.set_xlabel("position")
-    ax.set_ylabel("expert")
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize="medium")
     return ax
@@ -229,14 +235,5 @@ def plot_couplings(couplings, ax=None, title: str | None = None, distance: int =
 
 def plot_fields(fields, ax=None, title: str | None = None):
     """Heat map of position-dependent fields ``h_i(a)`` (states by position)."""
-    ax = _axes(ax)
-    f = np.asarray(fields, dtype=float)
-    lim = float(np.abs(f).max()) or 1.0
-    im = ax.imshow(f.T, aspect="auto", origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
-                   interpolation="nearest")
-    ax.figure.colorbar(im, ax=ax, label="h_i(a)")
-    ax.set_xlabel("position")
-    ax.set_ylabel("state")
-    if title:
-        ax.set_title(title, fontsize="medium")
-    return ax
+    return _position_heatmap(np.asarray(fields, dtype=float), ax, title, "h_i(a)", "state", "RdBu_r",
+                             symmetric=True)

@@ -265,6 +265,9 @@ def test_fit_cli_errors(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["fit", "--model", str(path), "--variants", "potts,bogus",
                                   "--output-dir", str(tmp_path / "o")])
     assert r.exit_code == 2 and "unknown variant" in r.output
+    for args, msg in ((["--bootstrap", "-2"], "n_bootstrap"), (["--processes", "0"], "processes")):
+        r = CliRunner().invoke(main, ["fit", "--model", str(path), "--output-dir", str(tmp_path / "p"), *args])
+        assert r.exit_code == 2 and msg in r.output
 
 
 def test_indicator_chains_recover_ising_coupling():

@@ -216,3 +216,6 @@ def test_measure_cli_errors(tmp_path):
     good = _dataset(tmp_path / "g")
     r = CliRunner().invoke(main, ["measure", str(good), "--layers", "2"])
     assert r.exit_code == 2 and "layer 2" in r.output
+    for args, msg in ((["--bootstrap", "-1"], "n_bootstrap"), (["--block-sizes", "1"], "block size")):
+        r = CliRunner().invoke(main, ["measure", str(good), "-o", str(tmp_path / "b.h5"), *args])
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output

@@ -168,7 +168,7 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
             loaded.model(**inputs)
             arrays = capture.collect(stop - start, max_length)
             if padding_side == "left":
-                arrays = {k: _unpad_left(v, att, mask[start:stop]) for k, v in arrays.items()}
+                arrays = {k: _unpad_left(v, mask[start:stop]) for k, v in arrays.items()}
             store.write(b, arrays)
             bar.update(int(mask[start:stop].sum()))
 
@@ -205,13 +205,13 @@ def _pad(ids, att, side, pad_id):
     return out_ids, out_att
 
 
-def _unpad_left(values, att_left, mask_right):
+def _unpad_left(values, mask_right):
     """Bring arrays of a left-padded batch back to the stored right-padded layout."""
     out = np.zeros_like(values)
+    length = values.shape[2]
     for r in range(values.shape[0]):
         n = int(mask_right[r].sum())
-        L = values.shape[2]
-        out[r, :, :n] = values[r, :, L - n:]
+        out[r, :, :n] = values[r, :, length - n:]
     return out
 
 

@@ -40,7 +40,7 @@ from .fitters import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "MAIN_VARIANT", "LayerComparison", "FitReport", "compare_layer",
+__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "MAIN_PRIORITY", "LayerComparison", "FitReport", "compare_layer",
            "fit_expert_data"]
 
 #: name -> (fitter class, hyperparameters)
@@ -58,7 +58,6 @@ VARIANTS: dict[str, tuple[type, dict]] = {
 DEFAULT_VARIANTS = ("independent", "potts", "full", "potts-homogeneous")
 #: the variant whose xi is bootstrapped and checked by Monte Carlo: the first one fitted
 MAIN_PRIORITY = ("full", "potts", "full-bond", "potts-bond", "full-homogeneous", "potts-homogeneous")
-MAIN_VARIANT = MAIN_PRIORITY[0]
 #: above this many states the default variants leave out the full (q, q) coupling matrix: its
 #: (q - 1)^2 parameters are poorly determined by a few hundred sequences (ask for it by name)
 MAX_DEFAULT_FULL_STATES = 16
@@ -369,9 +368,6 @@ class FitReport:
     source: dict
     note: str | None
 
-    def main_variant(self) -> str:
-        return self.params["main_variant"]
-
 
 def _layer_job(args):
     states, mask, lengths, n_states, layer, kwargs, threads, topk = args
@@ -388,12 +384,19 @@ def _layer_job(args):
     return result
 
 
-def fit_expert_data(data, *, layers=None, variants=DEFAULT_VARIANTS, max_range: int = 1, test_fraction: float = 0.2,
+def default_variants(n_states: int) -> list[str]:
+    """The variants fitted when none are named: :data:`DEFAULT_VARIANTS`, without ``full`` above
+    :data:`MAX_DEFAULT_FULL_STATES` states."""
+    return [v for v in DEFAULT_VARIANTS if v != "full" or n_states <= MAX_DEFAULT_FULL_STATES]
+
+
+def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "exclude",
                     indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
 
-    ``max_range >= 2`` adds the variants ``range2 .. range<max_range>``. For top-k routing
+    ``variants`` defaults to :func:`default_variants`; ``max_range >= 2`` adds the variants
+    ``range2 .. range<max_range>``. For top-k routing
     (``top_k > 1``) the top-1 expert is the Potts chain and, with ``indicators``, every expert's
     indicator is also fitted as an Ising chain (:func:`compare_indicators`). Layers run in
     ``processes`` worker processes (each layer's seed is spawned from ``seed``, so results do not
@@ -405,11 +408,13 @@ def fit_expert_data(data, *, layers=None, variants=DEFAULT_VARIANTS, max_range: 
     for layer in layer_ids:
         data.layer_index(layer)
     max_range = as_int(max_range, "max_range", 1, 4)
-    variants = list(dict.fromkeys(list(variants) + [f"range{r}" for r in range(2, max_range + 1)]))
+    n_bootstrap = as_int(n_bootstrap, "n_bootstrap", minimum=0)
+    mc_sweeps = as_int(mc_sweeps, "mc_sweeps", minimum=0)
+    processes = as_int(processes, "processes", minimum=1)
+    variants = default_variants(data.n_experts) if variants is None else list(variants)
+    variants = list(dict.fromkeys(variants + [f"range{r}" for r in range(2, max_range + 1)]))
     for name in variants:
         variant_fitter(name, 2)  # validates the names before any work
-    if tuple(variants[: len(DEFAULT_VARIANTS)]) == DEFAULT_VARIANTS and data.n_experts > MAX_DEFAULT_FULL_STATES:
-        variants = [v for v in variants if v != "full"]
     seeds = np.random.SeedSequence(seed).spawn(len(layer_ids))
     kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
               "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}

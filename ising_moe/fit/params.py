@@ -244,7 +244,3 @@ class ChainParametrization:
             h_var += h * h
             j_var += j * j
         return np.sqrt(h_var), np.sqrt(j_var)
-
-    def describe(self) -> str:
-        rng = f", range {self.max_range}" if self.max_range > 1 else ""
-        return f"fields={self.fields}, couplings={self.couplings}{rng}"

@@ -21,7 +21,7 @@ def main():
 
     from ising_moe.extract.capture import RoutingCapture
     from ising_moe.extract.loading import load_model, model_config
-    from ising_moe.models import resolve_model
+    from ising_moe.extract.registry import resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -14,6 +14,7 @@ from _common import best_time, emit
 
 from ising_moe import PottsChain, exact
 from ising_moe import measure as M
+from ising_moe.measure.correlation import _pair_statistics as pair_statistics
 from ising_moe.data import ExpertSequences
 
 
@@ -51,7 +52,7 @@ def main():
     M.correlation_function(x[small], None, q, 8, (8,), 1, rng=0)  # JIT warm-up
     M.local_routing_consistency(x[small, :, None], None, q, (2,), 2, rng=0)
     t_numpy = best_time(lambda: numpy_correlation(x, q, args.max_distance), repeat=1)
-    t_point = best_time(lambda: M._pair_statistics(*M.as_routing(x, None, q), args.max_distance), repeat=1)
+    t_point = best_time(lambda: pair_statistics(*M.as_routing(x, None, q), args.max_distance), repeat=1)
     t_full_c = best_time(lambda: M.correlation_function(x, None, q, args.max_distance, (8, 16, 32, 64, 128, 256),
                                                         4, rng=0), repeat=1)
     ref = numpy_correlation(x, q, args.max_distance)

@@ -1,6 +1,6 @@
 """Model objects: 1D multi-state Potts/Ising chains.
 
-Conventions (``shared/CONVENTIONS.md``): sites ``i = 0 .. n_sites-1``, states ``a = 0 .. q-1``,
+Conventions (``docs/conventions.md``): sites ``i = 0 .. n_sites-1``, states ``a = 0 .. q-1``,
 
 .. math::
 

@@ -100,7 +100,7 @@ def measurement_figures(result, stem) -> list[Path]:
 
 
 def fit_summary(report) -> tuple[dict, list[str]]:
-    """JSON payload and the per-layer table of a :class:`~ising_moe.fit.compare.FitReport`."""
+    """JSON payload and the per-layer table of a :class:`~ising_moe.fit.pipeline.FitReport`."""
     main = report.params.get("main_variant", "full")
     lines = [report.note] if report.note else []
     variants = report.params["variants"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataFormatError, InvalidParameterError
-from ..models import data_dir
+from .registry import data_dir
 
 __all__ = ["Corpus", "read_corpus", "default_corpus_path"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MissingDependencyError, ModelNotAvailableError, UnsupportedModelError, require
-from ..models import SUPPORTED_FAMILIES, ModelSpec
+from .registry import SUPPORTED_FAMILIES, ModelSpec
 
 log = logging.getLogger(__name__)
 

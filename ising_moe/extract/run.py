@@ -17,7 +17,7 @@ from .._util import as_int
 from .._version import __version__
 from ..errors import InvalidParameterError
 from ..io import ChunkStore, atomic_h5, to_json, write_array
-from ..models import default_output, resolve_model
+from .registry import default_output, resolve_model
 from .corpus import read_corpus
 from .tokenize import encode_documents, load_tokenizer
 

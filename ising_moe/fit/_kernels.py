@@ -15,7 +15,6 @@ Conventions: ``log_fields`` (L, q) are the fields of the chain's sites; ``log_co
 from __future__ import annotations
 
 import numpy as np
-
 from numba import prange
 
 from .._numba import njit

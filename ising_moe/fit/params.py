@@ -14,7 +14,7 @@ couplings (``J_r`` for pairs at distance ``r = 1..max_range``)
     ``"full-bond"`` (one per bond, ``max_range = 1`` only), ``"none"`` (independent sites).
 
 Gauge: every coupling matrix is zero-sum in rows and columns (its row and column shifts are moved
-into the fields): with position fields this is the zero-sum gauge of ``shared/CONVENTIONS.md``.
+into the fields): with position fields this is the zero-sum gauge of ``docs/conventions.md``.
 With homogeneous or block fields it is a restriction that drops only directions acting at the
 chain's ends (an open chain's end sites have one bond, so a row shift is not a field there);
 those directions are barely determined by data and slow every optimiser. Without fields

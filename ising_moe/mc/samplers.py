@@ -32,6 +32,7 @@ from ..chain import LongRangeChain, PottsChain
 from ..errors import InvalidParameterError
 from ..stats import Stats, estimate
 from . import _kernels as K
+from . import _long_range_kernels as LRK
 
 __all__ = ["UPDATES", "Sampler", "ChainState", "MCResult", "simulate", "potts_bond_couplings"]
 
@@ -316,7 +317,7 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
     snapshots = np.zeros((n_chains, n_saved, n), dtype=np.int32)
     accepted = np.zeros(n_chains, dtype=np.int64)
     if long_range:
-        K.run_long_range(kind, state.spins, state.rng_state, lf, lj, bond_p, fields, couplings, model.periodic,
+        LRK.run_long_range(kind, state.spins, state.rng_state, lf, lj, bond_p, fields, couplings, model.periodic,
                          n_burnin, save_every, energy, occupation, overlap, site_counts, snapshots, accepted,
                          state.wolff_updates)
     else:

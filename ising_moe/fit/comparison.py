@@ -29,19 +29,14 @@ import numpy as np
 from .._util import as_int
 from ..errors import InvalidParameterError, SparseDataWarning
 from ..exact import solve
-from .fitters import (
-    ChainData,
-    ChainFitResult,
-    ChainMaxLikelihood,
-    ChainMeanField,
-    ChainPseudoLikelihood,
-    IndependentSites,
-)
+from .baselines import ChainMeanField, ChainPseudoLikelihood
+from .data import ChainData
+from .indicators import IndicatorComparison
+from .max_likelihood import ChainMaxLikelihood, IndependentSites
+from .result import ChainFitResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "MAIN_PRIORITY", "LayerComparison", "FitReport", "compare_layer",
-           "fit_expert_data"]
 
 #: name -> (fitter class, hyperparameters)
 VARIANTS: dict[str, tuple[type, dict]] = {
@@ -85,83 +80,6 @@ def variant_fitter(name: str, n_states: int):
         # information of thousands of parameters)
         kwargs = {**kwargs, "standard_errors": False}
     return cls(**kwargs)
-
-
-@dataclass(frozen=True, eq=False)
-class IndicatorComparison:
-    """Top-k routing seen per expert: the indicator ``1[e in top-k]`` of every expert as a binary
-    (Ising) chain with its own position-dependent fields and nearest-neighbour coupling.
-
-    The top-1 Potts chain asks whether consecutive tokens keep the router's *first choice*; these
-    chains ask, expert by expert, whether an expert that is active at one token tends to stay
-    active at the next beyond its positional rate (``J_e > 0``: persistent, cache-friendly experts;
-    ``J_e < 0``: alternating). Couplings are in Ising form, ``-J_e sigma_i sigma_{i+1}``.
-
-    Attributes
-    ----------
-    experts : ndarray of shape (n_experts,)
-    rate : ndarray
-        Mean activation rate of each expert.
-    coupling, coupling_error : ndarray
-        ``J_e`` and its standard error (inverse Fisher information).
-    gain, gain_error : ndarray
-        Held-out log-likelihood gain per token of the chain over independent sites.
-    empirical_c1, fitted_c1 : ndarray
-        ``C_e(1)`` of the data and of the fitted chain.
-    """
-
-    experts: np.ndarray
-    rate: np.ndarray
-    coupling: np.ndarray
-    coupling_error: np.ndarray
-    gain: np.ndarray
-    gain_error: np.ndarray
-    empirical_c1: np.ndarray
-    fitted_c1: np.ndarray
-
-
-def compare_indicators(experts, mask, lengths, n_experts: int, *, test_fraction: float = 0.2,
-                       seed: int = 0) -> IndicatorComparison:
-    """Fit an Ising chain (position fields, homogeneous coupling) to every expert's indicator sequence.
-
-    Parameters
-    ----------
-    experts : ndarray of int, shape (n_sequences, n_positions, top_k)
-    mask : ndarray of bool, shape (n_sequences, n_positions)
-    lengths : ndarray of int, shape (n_sequences,)
-    """
-    from ..measure import correlation_function
-
-    rng = np.random.default_rng(seed)
-    n_seq = experts.shape[0]
-    n_test = max(1, int(round(test_fraction * n_seq)))
-    order = rng.permutation(n_seq)
-    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    empirical = correlation_function(experts, mask, n_experts, 1, (), 0, rng).per_state[1]
-    out = {k: np.full(n_experts, np.nan) for k in ("rate", "coupling", "coupling_error", "gain", "gain_error",
-                                                  "fitted_c1")}
-    for e in range(n_experts):
-        x = (experts == e).any(axis=-1).astype(np.int64)
-        out["rate"][e] = x[mask].mean()
-        if out["rate"][e] in (0.0, 1.0):
-            continue  # never (or always) active: nothing to fit
-        data = ChainData.from_arrays(x, mask, lengths, 2)
-        train_data, test_data = data.subset(train), data.subset(test)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            chain = ChainMaxLikelihood(couplings="potts").fit(train_data)
-            base = IndependentSites().fit(train_data)
-        res = chain.result_
-        # Potts J (delta - 1/2) on two states is the Ising coupling J / 2
-        out["coupling"][e] = res.theta[-1] / 2
-        out["coupling_error"][e] = res.theta_stderr[-1] / 2 if res.theta_stderr is not None else np.nan
-        d = (chain.log_likelihood(test_data.states, test_data.observed, test_data.lengths)
-             - base.log_likelihood(test_data.states, test_data.observed, test_data.lengths))
-        out["gain"][e] = d.sum() / test_data.n_tokens
-        out["gain_error"][e] = math.sqrt(len(d)) * d.std(ddof=1) / test_data.n_tokens
-        # the model's C_e(1) is the per-state correlation of state 1 of the fitted chain
-        out["fitted_c1"][e] = solve(res.model()).correlation_function(1, per_state=True)[1, 1]
-    return IndicatorComparison(experts=np.arange(n_experts), empirical_c1=empirical, **out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -357,148 +275,3 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
         empirical_null=corr.null, xi_empirical=xi_emp, fitted_correlation=fitted_corr, xi_fitted=xi_fit,
         xi_spectral=xi_spec, xi_fitted_error=xi_fit_error, residual_z=residual, mc_correlation=mc_corr,
         mc_overlap_z=mc_z, hidden_fraction=hidden_fraction, bootstrap_xi=boot)
-
-
-@dataclass(frozen=True, eq=False)
-class FitReport:
-    """Result of :func:`fit_expert_data`: per-layer comparisons and provenance."""
-
-    layers: list
-    params: dict
-    source: dict
-    note: str | None
-
-
-def _layer_job(args):
-    states, mask, lengths, n_states, layer, kwargs, threads, topk = args
-    if threads:
-        import numba
-
-        numba.set_num_threads(threads)
-    result = compare_layer(states, mask, lengths, n_states, layer, **kwargs)
-    if topk is not None:
-        experts, topk_mask, n_experts = topk
-        indicators = compare_indicators(experts, topk_mask, lengths, n_experts,
-                                        test_fraction=kwargs["test_fraction"], seed=kwargs["seed"])
-        result = dataclasses.replace(result, indicators=indicators)
-    return result
-
-
-def default_variants(n_states: int) -> list[str]:
-    """The variants fitted when none are named: :data:`DEFAULT_VARIANTS`, without ``full`` above
-    :data:`MAX_DEFAULT_FULL_STATES` states."""
-    return [v for v in DEFAULT_VARIANTS if v != "full" or n_states <= MAX_DEFAULT_FULL_STATES]
-
-
-def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
-                    max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "exclude",
-                    indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False) -> FitReport:
-    """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
-
-    ``variants`` defaults to :func:`default_variants`; ``max_range >= 2`` adds the variants
-    ``range2 .. range<max_range>``. For top-k routing
-    (``top_k > 1``) the top-1 expert is the Potts chain and, with ``indicators``, every expert's
-    indicator is also fitted as an Ising chain (:func:`compare_indicators`). Layers run in
-    ``processes`` worker processes (each layer's seed is spawned from ``seed``, so results do not
-    depend on it).
-    """
-    from tqdm.auto import tqdm
-
-    layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
-    for layer in layer_ids:
-        data.layer_index(layer)
-    max_range = as_int(max_range, "max_range", 1, 4)
-    n_bootstrap = as_int(n_bootstrap, "n_bootstrap", minimum=0)
-    mc_sweeps = as_int(mc_sweeps, "mc_sweeps", minimum=0)
-    processes = as_int(processes, "processes", minimum=1)
-    variants = default_variants(data.n_experts) if variants is None else list(variants)
-    variants = list(dict.fromkeys(variants + [f"range{r}" for r in range(2, max_range + 1)]))
-    for name in variants:
-        variant_fitter(name, 2)  # validates the names before any work
-    seeds = np.random.SeedSequence(seed).spawn(len(layer_ids))
-    kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
-              "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}
-    jobs = []
-    for layer, ss in zip(layer_ids, seeds):
-        x, m, q = data.states(layer, dropped=dropped)
-        # chain length: the sequence's tokens (padding excluded); dropped tokens inside are hidden sites
-        lengths = data.mask.shape[1] - np.argmax(data.mask[:, ::-1], axis=1)
-        keep = m.any(axis=1) & (lengths >= 2)
-        job_kwargs = {**kwargs, "seed": int(ss.generate_state(1)[0])}
-        topk = None
-        if data.top_k > 1 and indicators:
-            li = data.layer_index(layer)
-            topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
-            topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
-        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk))
-    results = []
-    if processes > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=context) as pool:
-            for res in tqdm(pool.map(_layer_job, jobs), total=len(jobs), desc="fit", unit="layer",
-                            disable=not progress or None):
-                results.append(res)
-    else:
-        for job in tqdm(jobs, desc="fit", unit="layer", disable=not progress or None):
-            results.append(_layer_job(job))
-    params = {"layers": layer_ids, "variants": variants, "max_range": max_range, "test_fraction": test_fraction,
-              "max_distance": max_distance, "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps,
-              "dropped": dropped, "indicators": indicators and data.top_k > 1, "seed": seed,
-              "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
-    source = {"model_id": data.model_id, "weights": data.weights,
-              "path": None if data.path is None else str(data.path)}
-    return FitReport(results, params, source, data.provenance_note)
-
-
-def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_sha256: str = "") -> None:
-    """Write a :class:`FitReport` to HDF5 (kind ``"fit"``): a group ``layer_<L>`` per layer with the
-    empirical correlations and a subgroup per variant (parameters, errors, held-out scores)."""
-    from ..io import atomic_h5, write_array
-
-    attrs = {"model_id": report.source.get("model_id", "unknown"), "weights": report.source.get("weights", "unknown"),
-             "input_path": str(report.source.get("path") or ""), "input_sha256": input_sha256,
-             "note": report.note or ""}
-    with atomic_h5(path, kind="fit", params=report.params, seed=report.params.get("seed"), overwrite=overwrite,
-                   attrs=attrs) as f:
-        for lc in report.layers:
-            g = f.create_group(f"layer_{lc.layer}")
-            for key in ("layer", "n_states", "n_train", "n_test", "hidden_fraction", "xi_fitted_error"):
-                g.attrs[key] = getattr(lc, key)
-            xi = lc.xi_empirical
-            g.attrs["xi_empirical"] = xi.xi
-            g.attrs["xi_empirical_error"] = xi.error
-            g.attrs["xi_window"] = np.array(xi.window)
-            g.attrs["xi_message"] = xi.message
-            write_array(g, "empirical_correlation", lc.empirical, ("distance",))
-            write_array(g, "empirical_correlation_error", lc.empirical_error, ("distance",))
-            write_array(g, "empirical_null", lc.empirical_null, ("null", "distance"))
-            write_array(g, "residual_z", lc.residual_z, ("distance_from_1",))
-            write_array(g, "bootstrap_xi", lc.bootstrap_xi, ("bootstrap",))
-            if lc.mc_correlation is not None:
-                write_array(g, "mc_correlation", lc.mc_correlation, ("distance",))
-                write_array(g, "mc_overlap_z", lc.mc_overlap_z, ("distance_from_1",))
-            if lc.indicators is not None:
-                ind = g.create_group("indicators")
-                ind.attrs["description"] = "per-expert indicator chains (Ising couplings J_e)"
-                for key in ("rate", "coupling", "coupling_error", "gain", "gain_error", "empirical_c1", "fitted_c1"):
-                    write_array(ind, key, getattr(lc.indicators, key), ("expert",))
-            for name, res in lc.fits.items():
-                v = g.create_group(f"variant_{name}")
-                for key in ("method", "fields_variant", "couplings_variant", "max_range", "success", "message",
-                            "n_iter", "log_likelihood", "n_tokens", "n_parameters", "aic", "bic", "l2",
-                            "sparse_cells"):
-                    v.attrs[key] = getattr(res, key)
-                v.attrs["heldout_ll_per_token"] = lc.heldout[name]
-                v.attrs["heldout_gain"] = lc.gain[name]
-                v.attrs["heldout_gain_error"] = lc.gain_error[name]
-                v.attrs["xi_fitted"] = lc.xi_fitted[name]
-                v.attrs["xi_spectral"] = lc.xi_spectral[name]
-                write_array(v, "fields", res.fields, ("position", "state"))
-                write_array(v, "couplings", res.couplings, ("range", "bond", "state", "state_right"))
-                if res.fields_stderr is not None:
-                    write_array(v, "fields_stderr", res.fields_stderr, ("position", "state"))
-                    write_array(v, "couplings_stderr", res.couplings_stderr, ("range", "bond", "state", "state_right"))
-                write_array(v, "fitted_correlation", lc.fitted_correlation[name], ("distance",))

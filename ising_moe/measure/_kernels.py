@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import njit
+from .._numba import njit
 
 
 @njit(parallel=True)

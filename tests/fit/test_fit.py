@@ -20,7 +20,7 @@ from ising_moe.fit import (
     chain_log_likelihood,
     zero_sum_gauge,
 )
-from ising_moe.fit.fitters import _MLObjective
+from ising_moe.fit.likelihood import _MLObjective
 
 J3 = np.array([[1.0, -0.3, 0.2], [-0.3, 0.6, 0.0], [0.2, 0.0, 0.8]])
 
@@ -271,7 +271,7 @@ def test_fit_cli_errors(tmp_path, monkeypatch):
 
 
 def test_indicator_chains_recover_ising_coupling():
-    from ising_moe.fit.compare import compare_indicators
+    from ising_moe.fit.indicators import compare_indicators
 
     model = PottsChain.ising(40, coupling=0.6, field=0.1 * np.sin(np.arange(40) / 5))
     x = exact.sample(model, 1500, rng=13)
@@ -283,7 +283,7 @@ def test_indicator_chains_recover_ising_coupling():
 
 def test_fit_pipeline_top_k(tmp_path):
     from ising_moe.data import ExpertSequences
-    from ising_moe.fit.compare import fit_expert_data
+    from ising_moe.fit.pipeline import fit_expert_data
 
     rng = np.random.default_rng(14)
     first = exact.sample(PottsChain.potts(24, 4, coupling=1.0), 200, rng=15)

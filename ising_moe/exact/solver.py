@@ -13,7 +13,7 @@ several); the module-level functions are thin wrappers. Three strategies, all ex
 - **homogeneous periodic chains** use matrix powers ``Z = Tr T^n`` by repeated squaring with
   rescaling; ``P(s_0 = a, s_r = b) = T^r_{ab} T^{n-r}_{ba} / Z``.
 
-Conventions (``shared/CONVENTIONS.md``): ``C(i, j) = P(s_i = s_j) - sum_a P(s_i = a) P(s_j = a)``,
+Conventions (``docs/conventions.md``): ``C(i, j) = P(s_i = s_j) - sum_a P(s_i = a) P(s_j = a)``,
 ``C_a(i, j) = P(s_i = a, s_j = a) - P(s_i = a) P(s_j = a)``; ``C(r)`` averages over the valid pairs
 ``(i, i + r)`` (all ``n`` pairs ``(i, (i + r) mod n)`` on a periodic chain).
 """
@@ -26,10 +26,10 @@ from functools import cached_property
 import numpy as np
 from scipy.special import logsumexp
 
+from .._util import RngLike, as_generator, as_int
+from ..chain import PottsChain
+from ..errors import InvalidParameterError, NumericalPrecisionWarning
 from . import _kernels
-from ._util import RngLike, as_generator, as_int
-from .chain import PottsChain
-from .errors import InvalidParameterError, NumericalPrecisionWarning
 
 __all__ = [
     "ExactSolution",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError
+from ..errors import InvalidParameterError
 
 __all__ = ["ModelSpec", "MODELS", "SUPPORTED_FAMILIES", "resolve_model", "data_dir", "find_data_file"]
 

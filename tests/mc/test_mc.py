@@ -9,6 +9,7 @@ from oracles import config_index, enumerate_chain
 from ising_moe import InvalidParameterError, LongRangeChain, PottsChain, exact
 from ising_moe.mc import ChainState, simulate
 from ising_moe.mc import _kernels as K
+from ising_moe.mc import _long_range_kernels as LRK
 from ising_moe.mc.observables import exact_observables
 
 MAX_R = 3
@@ -183,7 +184,7 @@ def test_kernel_matches_py_func(name):
         "lr_wolff_sweep": lambda s, t: (s, t, lf, lr_p, False, np.zeros(n, np.bool_), np.empty(n, np.int64), 4,
                                         np.zeros(2, np.int64)),
     }[name]
-    kernel = getattr(K, name)
+    kernel = getattr(LRK if name.startswith("lr_") else K, name)
     s1, t1 = spins.copy(), st.copy()
     s2, t2 = spins.copy(), st.copy()
     r1 = kernel(*args(s1, t1))

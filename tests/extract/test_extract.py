@@ -25,7 +25,7 @@ from ising_moe.errors import (  # noqa: E402
 from ising_moe.extract import extract  # noqa: E402
 from ising_moe.extract.capture import RoutingCapture  # noqa: E402
 from ising_moe.extract.corpus import read_corpus  # noqa: E402
-from ising_moe.models import MODELS, resolve_model  # noqa: E402
+from ising_moe.extract.registry import MODELS, resolve_model  # noqa: E402
 
 VOCAB = 101
 

@@ -1,0 +1,178 @@
+"""Commands on routing data: ``extract``, ``measure``, ``fit``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from ..errors import InvalidParameterError
+
+log = logging.getLogger(__name__)
+
+from ._main import _emit, _int_list, main
+
+
+@main.command()
+@click.option("--model", "-m", default="switch-8", show_default=True,
+              help="Alias (switch-8/16/32/64/128, olmoe, mixtral, qwen-moe), hub id, or local directory.")
+@click.option("--corpus", type=click.Path(path_type=Path), default=None,
+              help="Text file, directory or JSONL [default: the shipped corpus data/corpus/kjv.txt.gz].")
+@click.option("--layers", default=None, help="MoE block indices to record, e.g. 1,3,5 [default: all].")
+@click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per sequence.")
+@click.option("--n-sequences", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
+              help="[default: bf16 on GPU, fp32 on CPU]")
+@click.option("--device", default=None, help="cuda, cuda:1, cpu [default: cuda if available].")
+@click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="[default: data/<model>.h5, data/<model>.random-init.h5 with --random-init]")
+@click.option("--random-init", is_flag=True, help="Random weights from the real configuration (seeded).")
+@click.option("--reduced", is_flag=True, help="With --random-init: the reduced-size variant (olmoe).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--router-probs", is_flag=True, help="Also store chosen experts' probabilities and router entropy.")
+@click.option("--hidden-states", is_flag=True, help="Also store router-input hidden states (large).")
+@click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
+@click.option("--packing", type=click.Choice(["concat", "document"]), default="concat", show_default=True,
+              help="Full windows of the concatenated corpus, or one padded sequence per document.")
+@click.option("--padding-side", type=click.Choice(["right", "left"]), default="right", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the output and discard interrupted partial work.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, device, revision, output,
+            random_init, reduced, seed, router_probs, hidden_states, text_field, packing, padding_side,
+            overwrite, as_json):
+    """Extract top-k expert sequences from a MoE model into HDF5 (resumable)."""
+    from ..errors import require
+
+    require("torch", "extract", "isingmoe extract")
+    from ..extract import extract as run_extract
+
+    result = run_extract(
+        model, corpus, output=output, layers=_int_list(layers, "--layers"), max_length=max_length,
+        n_sequences=n_sequences, batch_size=batch_size, dtype=dtype, device=device, revision=revision,
+        random_init=random_init, reduced=reduced, seed=seed, router_probs=router_probs,
+        hidden_states=hidden_states, text_field=text_field, packing=packing, padding_side=padding_side,
+        overwrite=overwrite, progress=not as_json)
+    payload = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+    lines = [
+        f"wrote {result.path}{' (resumed)' if result.resumed else ''}",
+        f"model {result.model_id}: {result.n_experts} experts, top-{result.top_k}, MoE layers {result.layers}",
+        f"{result.n_sequences} sequences, {result.n_tokens} tokens, tokenizer {result.tokenizer}",
+    ]
+    if result.drop_fraction is not None:
+        lines.append("capacity drops by layer: " + ", ".join(
+            f"{layer}: {frac:.1%}" for layer, frac in zip(result.layers, result.drop_fraction)))
+    if result.weights == "random-init":
+        lines.append("NOTE: RANDOM-INIT weights, not a trained model: use this data to test pipelines only.")
+    _emit(payload, as_json, lines)
+
+
+
+@main.command()
+@click.argument("data_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--layers", default=None, help="MoE block indices, e.g. 1,3 [default: all].")
+@click.option("--max-distance", type=int, default=64, show_default=True, help="Largest r of C(r).")
+@click.option("--block-sizes", default="8,16,32,64,128,256", show_default=True, help="Block sizes for xi(b).")
+@click.option("--dropped", type=click.Choice(["exclude", "state", "router"]), default="exclude", show_default=True,
+              help="Switch capacity drops: masked out, an extra state, or the router's choice.")
+@click.option("--bootstrap", "n_bootstrap", type=int, default=200, show_default=True)
+@click.option("--no-probe", is_flag=True, help="Skip the positional probes (scikit-learn).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="[default: DATA_FILE with suffix .stats.h5]")
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def measure(data_file, layers, max_distance, block_sizes, dropped, n_bootstrap, no_probe, seed, output,
+            overwrite, as_json):
+    """Empirical spatial statistics of an expert-sequence file, with error bars and figures."""
+    from ..data import load_experts
+    from ..io import file_sha256
+    from ..measure import measure as run_measure
+    from ..measure import write_measurements
+    from ..report import measurement_figures, measurement_summary
+
+    output = output or data_file.with_name(data_file.name.removesuffix(".h5") + ".stats.h5")
+    if output.exists() and not overwrite:
+        from ..errors import OutputExistsError
+
+        raise OutputExistsError(f"{output} exists: pass --overwrite to replace it")
+    data = load_experts(data_file, layers=_int_list(layers, "--layers"))
+    result = run_measure(data, max_distance=max_distance, block_sizes=_int_list(block_sizes, "--block-sizes") or (),
+                         dropped=dropped, n_bootstrap=n_bootstrap, probe=not no_probe, seed=seed,
+                         progress=not as_json)
+    write_measurements(result, output, overwrite=overwrite, input_path=data_file, input_sha256=file_sha256(data_file))
+    figures = measurement_figures(result, output.with_name(output.name.removesuffix(".h5")))
+    payload, lines = measurement_summary(result, data)
+    payload.update({"output": str(output), "figures": [str(f) for f in figures]})
+    lines += [f"wrote {output}", *(f"figure {f}" for f in figures)]
+    _emit(payload, as_json, lines)
+
+
+@main.command()
+@click.option("--model", "-m", "model", required=True,
+              help="Alias (switch-8, ...: the matching file in data/) or an expert-sequence HDF5 file.")
+@click.option("--layers", default=None, help="MoE block indices, e.g. 1,3 [default: all].")
+@click.option("--variants", default=None,
+              help="Comma-separated variants [default: independent,potts,full,potts-homogeneous]; also "
+                   "potts-bond, full-bond, full-homogeneous, pseudo-likelihood, mean-field, range<R>.")
+@click.option("--max-range", type=int, default=1, show_default=True,
+              help="Also fit couplings up to this distance (variants range2 .. range<R>; 1: none).")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of sequences.")
+@click.option("--max-distance", type=int, default=32, show_default=True, help="Largest r compared.")
+@click.option("--bootstrap", "n_bootstrap", type=int, default=6, show_default=True,
+              help="Bootstrap refits for the fitted xi's error.")
+@click.option("--dropped", type=click.Choice(["exclude", "state", "router"]), default="exclude", show_default=True)
+@click.option("--processes", "-p", type=int, default=1, show_default=True, help="Layers in parallel processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="[default: fits/<model>]")
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, processes, seed,
+        output_dir, overwrite, as_json):
+    """Fit Potts chains to expert sequences and compare fitted with empirical correlations."""
+    from ..data import load_experts
+    from ..extract.registry import MODELS, data_dir, find_data_file
+    from ..fit.files import write_fit_report
+    from ..fit.pipeline import fit_expert_data
+    from ..io import file_sha256, write_json
+    from ..report import fit_figures, fit_summary
+
+    path = Path(model)
+    if model.endswith(".h5") or path.is_file():
+        if not path.is_file():
+            raise InvalidParameterError(f"--model: no such file {path}")
+        name = path.name.removesuffix(".h5")
+    elif model in MODELS:
+        found = find_data_file(model)
+        if found is None:
+            raise InvalidParameterError(
+                f"no expert-sequence data for {model} in {data_dir()}/: run `isingmoe extract --model {model}` "
+                f"(or add --random-init for random-weight data), or pass --model FILE.h5")
+        path, name = found, model
+    else:
+        raise InvalidParameterError(
+            f"--model must be an alias ({', '.join(MODELS)}) or an expert-sequence .h5 file, got {model!r}")
+    out_dir = output_dir or Path("fits") / name
+    fit_file, summary_file = out_dir / "fit.h5", out_dir / "summary.json"
+    for target in (fit_file, summary_file):
+        if target.exists() and not overwrite:
+            from ..errors import OutputExistsError
+
+            raise OutputExistsError(f"{target} exists: pass --overwrite to replace it")
+    data = load_experts(path, layers=_int_list(layers, "--layers"))
+    variant_list = [v.strip() for v in variants.split(",")] if variants else None
+    report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
+                             max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
+                             processes=processes, progress=not as_json)
+    sha = file_sha256(path)
+    write_fit_report(report, fit_file, overwrite=overwrite, input_sha256=sha)
+    figures = fit_figures(report, out_dir)
+    payload, lines = fit_summary(report)
+    payload.update({"input_sha256": sha, "fit_file": str(fit_file), "figures": [str(p) for p in figures]})
+    write_json(summary_file, payload, kind="fit-summary", params=report.params, seed=seed, overwrite=overwrite)
+    lines += [f"wrote {fit_file}", f"wrote {summary_file}", f"figures in {out_dir}/ (PNG and PDF)"]
+    _emit(payload, as_json, lines)
+

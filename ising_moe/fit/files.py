@@ -1,0 +1,62 @@
+"""HDF5 storage of a :class:`~ising_moe.fit.pipeline.FitReport` (through :mod:`ising_moe.io`)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .pipeline import FitReport
+
+log = logging.getLogger(__name__)
+
+
+def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_sha256: str = "") -> None:
+    """Write a :class:`FitReport` to HDF5 (kind ``"fit"``): a group ``layer_<L>`` per layer with the
+    empirical correlations and a subgroup per variant (parameters, errors, held-out scores)."""
+    from ..io import atomic_h5, write_array
+
+    attrs = {"model_id": report.source.get("model_id", "unknown"), "weights": report.source.get("weights", "unknown"),
+             "input_path": str(report.source.get("path") or ""), "input_sha256": input_sha256,
+             "note": report.note or ""}
+    with atomic_h5(path, kind="fit", params=report.params, seed=report.params.get("seed"), overwrite=overwrite,
+                   attrs=attrs) as f:
+        for lc in report.layers:
+            g = f.create_group(f"layer_{lc.layer}")
+            for key in ("layer", "n_states", "n_train", "n_test", "hidden_fraction", "xi_fitted_error"):
+                g.attrs[key] = getattr(lc, key)
+            xi = lc.xi_empirical
+            g.attrs["xi_empirical"] = xi.xi
+            g.attrs["xi_empirical_error"] = xi.error
+            g.attrs["xi_window"] = np.array(xi.window)
+            g.attrs["xi_message"] = xi.message
+            write_array(g, "empirical_correlation", lc.empirical, ("distance",))
+            write_array(g, "empirical_correlation_error", lc.empirical_error, ("distance",))
+            write_array(g, "empirical_null", lc.empirical_null, ("null", "distance"))
+            write_array(g, "residual_z", lc.residual_z, ("distance_from_1",))
+            write_array(g, "bootstrap_xi", lc.bootstrap_xi, ("bootstrap",))
+            if lc.mc_correlation is not None:
+                write_array(g, "mc_correlation", lc.mc_correlation, ("distance",))
+                write_array(g, "mc_overlap_z", lc.mc_overlap_z, ("distance_from_1",))
+            if lc.indicators is not None:
+                ind = g.create_group("indicators")
+                ind.attrs["description"] = "per-expert indicator chains (Ising couplings J_e)"
+                for key in ("rate", "coupling", "coupling_error", "gain", "gain_error", "empirical_c1", "fitted_c1"):
+                    write_array(ind, key, getattr(lc.indicators, key), ("expert",))
+            for name, res in lc.fits.items():
+                v = g.create_group(f"variant_{name}")
+                for key in ("method", "fields_variant", "couplings_variant", "max_range", "success", "message",
+                            "n_iter", "log_likelihood", "n_tokens", "n_parameters", "aic", "bic", "l2",
+                            "sparse_cells"):
+                    v.attrs[key] = getattr(res, key)
+                v.attrs["heldout_ll_per_token"] = lc.heldout[name]
+                v.attrs["heldout_gain"] = lc.gain[name]
+                v.attrs["heldout_gain_error"] = lc.gain_error[name]
+                v.attrs["xi_fitted"] = lc.xi_fitted[name]
+                v.attrs["xi_spectral"] = lc.xi_spectral[name]
+                write_array(v, "fields", res.fields, ("position", "state"))
+                write_array(v, "couplings", res.couplings, ("range", "bond", "state", "state_right"))
+                if res.fields_stderr is not None:
+                    write_array(v, "fields_stderr", res.fields_stderr, ("position", "state"))
+                    write_array(v, "couplings_stderr", res.couplings_stderr, ("range", "bond", "state", "state_right"))
+                write_array(v, "fitted_correlation", lc.fitted_correlation[name], ("distance",))

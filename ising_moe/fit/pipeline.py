@@ -1,0 +1,115 @@
+"""The per-layer fit pipeline behind ``isingmoe fit``: splits, variants, bootstrap, Monte Carlo check."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._util import as_int
+from .comparison import (
+    DEFAULT_VARIANTS,
+    MAIN_PRIORITY,
+    MAX_DEFAULT_FULL_STATES,
+    compare_layer,
+    variant_fitter,
+)
+from .indicators import compare_indicators
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class FitReport:
+    """Result of :func:`fit_expert_data`: per-layer comparisons and provenance."""
+
+    layers: list
+    params: dict
+    source: dict
+    note: str | None
+
+
+def _layer_job(args):
+    states, mask, lengths, n_states, layer, kwargs, threads, topk = args
+    if threads:
+        import numba
+
+        numba.set_num_threads(threads)
+    result = compare_layer(states, mask, lengths, n_states, layer, **kwargs)
+    if topk is not None:
+        experts, topk_mask, n_experts = topk
+        indicators = compare_indicators(experts, topk_mask, lengths, n_experts,
+                                        test_fraction=kwargs["test_fraction"], seed=kwargs["seed"])
+        result = dataclasses.replace(result, indicators=indicators)
+    return result
+
+
+def default_variants(n_states: int) -> list[str]:
+    """The variants fitted when none are named: :data:`DEFAULT_VARIANTS`, without ``full`` above
+    :data:`MAX_DEFAULT_FULL_STATES` states."""
+    return [v for v in DEFAULT_VARIANTS if v != "full" or n_states <= MAX_DEFAULT_FULL_STATES]
+
+
+def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
+                    max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "exclude",
+                    indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False) -> FitReport:
+    """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
+
+    ``variants`` defaults to :func:`default_variants`; ``max_range >= 2`` adds the variants
+    ``range2 .. range<max_range>``. For top-k routing
+    (``top_k > 1``) the top-1 expert is the Potts chain and, with ``indicators``, every expert's
+    indicator is also fitted as an Ising chain (:func:`compare_indicators`). Layers run in
+    ``processes`` worker processes (each layer's seed is spawned from ``seed``, so results do not
+    depend on it).
+    """
+    from tqdm.auto import tqdm
+
+    layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
+    for layer in layer_ids:
+        data.layer_index(layer)
+    max_range = as_int(max_range, "max_range", 1, 4)
+    n_bootstrap = as_int(n_bootstrap, "n_bootstrap", minimum=0)
+    mc_sweeps = as_int(mc_sweeps, "mc_sweeps", minimum=0)
+    processes = as_int(processes, "processes", minimum=1)
+    variants = default_variants(data.n_experts) if variants is None else list(variants)
+    variants = list(dict.fromkeys(variants + [f"range{r}" for r in range(2, max_range + 1)]))
+    for name in variants:
+        variant_fitter(name, 2)  # validates the names before any work
+    seeds = np.random.SeedSequence(seed).spawn(len(layer_ids))
+    kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
+              "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}
+    jobs = []
+    for layer, ss in zip(layer_ids, seeds):
+        x, m, q = data.states(layer, dropped=dropped)
+        # chain length: the sequence's tokens (padding excluded); dropped tokens inside are hidden sites
+        lengths = data.mask.shape[1] - np.argmax(data.mask[:, ::-1], axis=1)
+        keep = m.any(axis=1) & (lengths >= 2)
+        job_kwargs = {**kwargs, "seed": int(ss.generate_state(1)[0])}
+        topk = None
+        if data.top_k > 1 and indicators:
+            li = data.layer_index(layer)
+            topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
+            topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
+        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk))
+    results = []
+    if processes > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=context) as pool:
+            for res in tqdm(pool.map(_layer_job, jobs), total=len(jobs), desc="fit", unit="layer",
+                            disable=not progress or None):
+                results.append(res)
+    else:
+        for job in tqdm(jobs, desc="fit", unit="layer", disable=not progress or None):
+            results.append(_layer_job(job))
+    params = {"layers": layer_ids, "variants": variants, "max_range": max_range, "test_fraction": test_fraction,
+              "max_distance": max_distance, "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps,
+              "dropped": dropped, "indicators": indicators and data.top_k > 1, "seed": seed,
+              "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
+    source = {"model_id": data.model_id, "weights": data.weights,
+              "path": None if data.path is None else str(data.path)}
+    return FitReport(results, params, source, data.provenance_note)

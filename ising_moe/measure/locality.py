@@ -1,0 +1,81 @@
+"""Local routing consistency: segment routing best performance (SRP) and segment cache hit rate (SCH)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._util import RngLike, as_generator, as_int
+from . import _kernels as K
+from ._input import _bootstrap_weights, as_routing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalRoutingConsistency:
+    """Local routing consistency metrics of arXiv:2505.16056, over windows of consecutive tokens.
+
+    For a window of ``m`` tokens let ``c_e`` be how many of its tokens activated expert ``e``.
+
+    - **SRP** (segment routing best performance): a fixed expert group per window, "the experts
+      with ``c_e >= j``", serves all ``m`` tokens. Over all windows, ``M(j) = sum c_e [c_e >= j]``
+      activations are covered by ``P(j) = m #{c_e >= j}`` predicted ones, out of ``A = k m W``
+      actual ones; SRP is the best F1 over thresholds, ``max_j 2 M(j) / (P(j) + A)``.
+    - **SCH** (segment cache best hit rate) with ``n_cache`` experts: the best cache for a window
+      holds its ``n_cache`` most used experts; SCH is the fraction of all activations they serve,
+      ``sum_windows (top-n_cache sum of c_e) / (k m W)``.
+
+    Attributes
+    ----------
+    segment_lengths : ndarray of shape (n_m,)
+    srp, srp_error : ndarray of shape (n_m,)
+    best_threshold : ndarray of shape (n_m,)
+    sch, sch_error : ndarray of shape (n_m, n_experts)
+        Column ``c - 1`` is the cache of ``c`` experts.
+    n_windows : ndarray of shape (n_m,)
+    """
+
+    segment_lengths: np.ndarray
+    srp: np.ndarray
+    srp_error: np.ndarray
+    best_threshold: np.ndarray
+    sch: np.ndarray
+    sch_error: np.ndarray
+    n_windows: np.ndarray
+
+
+def local_routing_consistency(ids, mask=None, n_experts=None, segment_lengths=(2, 4, 8, 16, 32, 64),
+                              n_bootstrap: int = 200, rng: RngLike = None) -> LocalRoutingConsistency:
+    """SRP and SCH with bootstrap errors over sequences (see :class:`LocalRoutingConsistency`)."""
+    ids, mask, n_experts = as_routing(ids, mask, n_experts)
+    n_seq, n, k = ids.shape
+    lengths = [as_int(m, "segment length", 1) for m in segment_lengths if m <= n]
+    gen = as_generator(rng)
+    weights = _bootstrap_weights(n_seq, n_bootstrap, gen)
+    srp, srp_err, best_j, sch, sch_err, n_windows = [], [], [], [], [], []
+    for m in lengths:
+        match = np.empty((n_seq, m + 1))
+        pred = np.empty((n_seq, m + 1))
+        top = np.empty((n_seq, n_experts))
+        nwin = np.empty(n_seq, dtype=np.int64)
+        K.segment_statistics(ids, mask, n_experts, m, match, pred, top, nwin)
+
+        def metrics(w):
+            windows = w @ nwin
+            actual = k * m * windows
+            f1 = 2 * (w @ match)[..., 1:] / (m * (w @ pred)[..., 1:] + actual[..., None])
+            return f1, (w @ top) / actual[..., None]
+
+        f1, cache = metrics(np.ones(n_seq))
+        f1_b, cache_b = metrics(weights)
+        srp.append(f1.max())
+        best_j.append(int(np.argmax(f1)) + 1)
+        srp_err.append(f1_b.max(axis=1).std(ddof=1))
+        sch.append(cache)
+        sch_err.append(cache_b.std(axis=0, ddof=1))
+        n_windows.append(int(nwin.sum()))
+    return LocalRoutingConsistency(np.array(lengths), np.array(srp), np.array(srp_err), np.array(best_j),
+                                   np.array(sch), np.array(sch_err), np.array(n_windows))

@@ -1,0 +1,147 @@
+"""All measurements of an expert-sequence file, layer by layer (behind ``isingmoe measure``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._util import as_int
+from ..errors import InvalidParameterError
+from .balance import LoadBalance, StaticRouting, load_balance, static_routing
+from .correlation import CorrelationEstimate, correlation_function
+from .correlation_length import CorrelationLength, fit_correlation_length
+from .locality import LocalRoutingConsistency, local_routing_consistency
+from .probe import expert_features, positional_probe
+from .rates import PositionTest, RateEstimate, position_dependence, position_rates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerStatistics:
+    """Every statistic of one MoE layer (top-1 states unless stated)."""
+
+    layer: int
+    n_states: int
+    rates: RateEstimate
+    indicator_rates: RateEstimate | None
+    position_test: PositionTest
+    correlation: CorrelationEstimate
+    indicator_correlation: CorrelationEstimate | None
+    xi: CorrelationLength
+    xi_by_block: dict
+    load: LoadBalance
+    static: StaticRouting
+    lrc: LocalRoutingConsistency
+    dropped_by_position: np.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class Measurements:
+    """Result of :func:`measure`: per-layer statistics, probes, and the run's parameters."""
+
+    layers: list
+    probes: list
+    params: dict
+    source: dict
+
+    def layer(self, layer: int) -> LayerStatistics:
+        for stats in self.layers:
+            if stats.layer == layer:
+                return stats
+        raise InvalidParameterError(f"layer {layer} was not measured; measured: {[s.layer for s in self.layers]}")
+
+
+def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32, 64, 128, 256),
+            dropped: str = "exclude", n_null: int = 4, n_bootstrap: int = 200,
+            segment_lengths=(2, 4, 8, 16, 32, 64), probe: bool = True, probe_blocks=(2, 8, 32, 128),
+            max_probe_tokens: int = 20000, n_position_blocks: int = 16, seed: int = 0,
+            progress: bool = False) -> Measurements:
+    """All statistics of an :class:`~ising_moe.data.ExpertSequences`, layer by layer.
+
+    Parameters
+    ----------
+    data : ExpertSequences
+    layers : sequence of int, optional
+        Model block indices (default all).
+    max_distance : int
+        Largest ``r`` of ``C(r)`` (capped at ``n_positions - 1``).
+    block_sizes : sequence of int
+        Block sizes of ``xi`` vs block size (those above ``n_positions`` are dropped).
+    dropped : {"exclude", "state", "router"}
+        Switch capacity drops: masked out, an extra state, or the router's choice.
+    n_null, n_bootstrap : int
+        Shuffles for the null, bootstrap replicates over sequences.
+    segment_lengths : sequence of int
+        Window lengths of the local routing consistency metrics.
+    probe : bool
+        Run the positional probes (needs scikit-learn, ``pip install 'ising-moe[probe]'``).
+    probe_blocks : sequence of int
+        Numbers of position blocks the probe predicts (besides parity).
+    seed : int
+        Seed of every resampling (results are reproducible).
+    """
+    from tqdm.auto import tqdm
+
+    from ..data import read_hidden_states
+
+    layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
+    for layer in layer_ids:
+        data.layer_index(layer)
+    n = data.n_positions
+    max_distance = min(as_int(max_distance, "max_distance", 1), n - 1)
+    n_bootstrap = as_int(n_bootstrap, "n_bootstrap", minimum=2)
+    n_null = as_int(n_null, "n_null", minimum=0)
+    blocks = tuple(b for b in (as_int(b, "block size", minimum=2) for b in block_sizes) if b <= n)
+    seeds = np.random.SeedSequence(seed).spawn(len(layer_ids) + 1)
+    out = []
+    for layer, ss in tqdm(list(zip(layer_ids, seeds)), desc="measure", unit="layer", disable=not progress or None):
+        gen = np.random.default_rng(ss)
+        x, m, q = data.states(layer, dropped=dropped)
+        corr = correlation_function(x, m, q, max_distance, blocks, n_null, gen)
+        xi = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence,
+                                    n_bootstrap=n_bootstrap, rng=gen)
+        xi_blocks = {b: fit_correlation_length(corr.distances, corr.block_values[b], corr.block_errors[b],
+                                               influence=corr.block_influence[b], r_max=b - 1,
+                                               n_bootstrap=n_bootstrap, rng=gen) for b in blocks}
+        li = data.layer_index(layer)
+        topk_mask = data.mask.copy()
+        if data.dropped is not None and dropped == "exclude":
+            topk_mask &= ~data.dropped[:, li]
+        topk = data.experts[:, li]
+        ind_rates = ind_corr = None
+        if data.top_k > 1:
+            ind_rates = position_rates(topk, topk_mask, data.n_experts)
+            ind_corr = correlation_function(topk, topk_mask, data.n_experts, max_distance, (), 0, gen)
+        dropped_by_position = None
+        if data.dropped is not None:
+            dropped_by_position = (data.dropped[:, li] & data.mask).sum(axis=0) / np.maximum(data.mask.sum(axis=0), 1)
+        out.append(LayerStatistics(
+            layer=layer, n_states=q, rates=position_rates(x, m, q), indicator_rates=ind_rates,
+            position_test=position_dependence(x, m, q, min(n_position_blocks, n), rng=gen),
+            correlation=corr, indicator_correlation=ind_corr, xi=xi, xi_by_block=xi_blocks,
+            load=load_balance(x, m, q, n_bootstrap, gen), static=static_routing(topk, topk_mask, data.n_experts, gen),
+            lrc=local_routing_consistency(topk, topk_mask, data.n_experts, segment_lengths, n_bootstrap, gen),
+            dropped_by_position=dropped_by_position,
+        ))
+    probes = []
+    if probe:
+        gen = np.random.default_rng(seeds[-1])
+        idx = [data.layer_index(layer) for layer in layer_ids]
+        feats, pos, tokens = expert_features(data.experts[:, idx], data.mask, data.n_experts, max_probe_tokens, gen)
+        probes += positional_probe(feats, pos, n, probe_blocks, label="experts", rng=gen)
+        if data.path is not None:
+            for layer in layer_ids:
+                hidden = read_hidden_states(data.path, layer)
+                if hidden is not None:
+                    probes += positional_probe(hidden[tokens], pos, n, probe_blocks, label=f"hidden:{layer}", rng=gen)
+    params = {"layers": layer_ids, "max_distance": max_distance, "block_sizes": list(blocks), "dropped": dropped,
+              "n_null": n_null, "n_bootstrap": n_bootstrap, "segment_lengths": list(segment_lengths),
+              "probe": probe, "probe_blocks": list(probe_blocks), "max_probe_tokens": max_probe_tokens,
+              "n_position_blocks": n_position_blocks, "seed": seed}
+    source: dict[str, Any] = {"model_id": data.model_id, "weights": data.weights,
+                              "path": None if data.path is None else str(data.path)}
+    return Measurements(out, probes, params, source)

@@ -484,5 +484,11 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
     _emit(payload, as_json, lines)
 
 
+from .cli_traces import export_command, import_command  # noqa: E402  (after main is defined)
+
+main.add_command(import_command)
+main.add_command(export_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -48,8 +48,8 @@ def import_command(source, fmt, output, n_experts, model_id, micro_batch_size, o
     lines = [
         f"wrote {result.path} (imported {fmt} trace, weights = imported-trace)",
         f"{result.n_sequences} sequences, {result.n_tokens} tokens, up to {result.n_positions} positions",
-        f"{len(result.layers)} MoE layers {result.layers}, top-{result.top_k}, {result.n_experts} experts "
-        f"({result.n_experts_origin})",
+        (f"{len(result.layers)} MoE layers {result.layers}, top-{result.top_k}, {result.n_experts} experts "
+         f"({result.n_experts_origin})"),
     ]
     if result.n_experts_origin == "inferred":
         lines.append("NOTE: n_experts inferred as the largest expert id + 1 (a lower bound if some expert "
@@ -75,5 +75,6 @@ def export_command(path, fmt, output, overwrite, as_json):
 
     result = export_trace(path, output, fmt, overwrite=overwrite)
     payload = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
-    _emit(payload, as_json, [f"wrote {result.path} ({fmt}): {result.n_sequences} sequences, "
-                             f"{result.n_tokens} tokens, from {path} (sha256 {result.input_sha256[:12]}...)"])
+    line = (f"wrote {result.path} ({fmt}): {result.n_sequences} sequences, {result.n_tokens} tokens, from {path} "
+            f"(sha256 {result.input_sha256[:12]}...)")
+    _emit(payload, as_json, [line])

@@ -24,8 +24,7 @@ computed here), with ``source_format``, the SHA-256 of every source file and the
 No module here imports torch.
 """
 
-from .convert import (EXPORT_FORMATS, IMPORT_FORMATS, ExportResult, ImportResult, export_trace, import_trace,
-                      read_trace)
+from .convert import EXPORT_FORMATS, IMPORT_FORMATS, ExportResult, ImportResult, export_trace, import_trace, read_trace
 
 __all__ = ["IMPORT_FORMATS", "EXPORT_FORMATS", "ImportResult", "ExportResult", "read_trace", "import_trace",
            "export_trace"]

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..data import ExpertSequences
 from ..errors import DataFormatError
-from .assemble import as_id_array, build_sequences, check_nonempty, describe_sources
+from .assemble import as_id_array, atomic_file, build_sequences, check_nonempty, describe_sources
 
 __all__ = ["read_npz", "write_npz", "LAYOUT_VERSION"]
 
@@ -69,12 +69,16 @@ def read_npz(source, *, n_experts: int | None = None, model_id: str | None = Non
     path = Path(source)
     check_nonempty(path)
     where = str(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic[:4] != b"PK\x03\x04":
+        what = "a single .npy array" if magic == b"\x93NUMPY" else "no zip signature"
+        raise DataFormatError(f"{where}: not a .npz archive ({what}); expected numpy.savez output with an "
+                              "'experts' array")
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataFormatError(f"{where}: not a readable .npz archive ({exc})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise DataFormatError(f"{where}: a single .npy array, expected a .npz archive with an 'experts' array")
     try:
         with data:
             if "experts" not in data.files:
@@ -91,6 +95,8 @@ def read_npz(source, *, n_experts: int | None = None, model_id: str | None = Non
             in_file = _scalar_int(data["n_experts"], f"{where}:n_experts") if "n_experts" in data.files else None
             version = _scalar_int(data["layout_version"], f"{where}:layout_version") \
                 if "layout_version" in data.files else None
+    except DataFormatError:
+        raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # a damaged member
         raise DataFormatError(f"{where}: unreadable array in the archive ({exc})") from None
     if version is not None and version > LAYOUT_VERSION:
@@ -111,17 +117,15 @@ def write_npz(data: ExpertSequences, path, *, overwrite: bool = False) -> Path:
     OutputExistsError
         ``path`` exists and ``overwrite`` is False.
     """
-    from .assemble import atomic_file
-
     arrays = {"experts": data.experts, "mask": data.mask, "layers": data.layers,
               "n_experts": np.int64(data.n_experts), "layout_version": np.int64(LAYOUT_VERSION)}
     if data.token_ids is not None:
         arrays["token_ids"] = data.token_ids
     if data.dropped is not None:
         arrays["dropped"] = data.dropped
-    with atomic_file(path, overwrite) as tmp:
-        with open(tmp, "wb") as fh:  # a file object: savez would append '.npz' to a name
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
+    # a file object, because savez appends '.npz' to a name without it
+    with atomic_file(path, overwrite) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
     return Path(path)

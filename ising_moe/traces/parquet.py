@@ -33,7 +33,7 @@ import numpy as np
 
 from ..data import ExpertSequences
 from ..errors import DataFormatError, require
-from .assemble import MAX_CELLS, build_sequences, check_nonempty, describe_sources
+from .assemble import MAX_CELLS, atomic_file, build_sequences, check_nonempty, describe_sources
 
 __all__ = ["read_parquet", "write_parquet", "COLUMNS", "LAYOUT_VERSION"]
 
@@ -150,9 +150,7 @@ def read_parquet(source, *, n_experts: int | None = None, model_id: str | None =
 def write_parquet(data: ExpertSequences, path, *, overwrite: bool = False) -> Path:
     """Write expert sequences as the long Parquet table (valid tokens only), atomically."""
     pa, pq = _pyarrow("writing Parquet routing traces")
-    from .assemble import atomic_file
-
-    n_seq, n_layers, n_pos, top_k = data.experts.shape
+    n_seq, _, n_pos, _ = data.experts.shape
     full = np.broadcast_to(data.mask[:, None, :, None], data.experts.shape)
     s, li, p, r = np.nonzero(full)
     columns = {

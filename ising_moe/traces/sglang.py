@@ -43,8 +43,15 @@ import numpy as np
 from ..data import ExpertSequences
 from ..errors import DataFormatError
 from ._torch_zip import load_torch_zip
-from .assemble import (as_id_array, build_sequences, describe_sources, drop_unrouted_layers,
-                       pad_sequences, source_paths, trim_unused_ranks)
+from .assemble import (
+    as_id_array,
+    build_sequences,
+    describe_sources,
+    drop_unrouted_layers,
+    pad_sequences,
+    source_paths,
+    trim_unused_ranks,
+)
 
 __all__ = ["read_sglang"]
 

@@ -56,8 +56,15 @@ import numpy as np
 
 from ..data import ExpertSequences
 from ..errors import DataFormatError
-from .assemble import (as_id_array, build_sequences, describe_sources, drop_unrouted_layers,
-                       pad_sequences, read_json_records, source_paths)
+from .assemble import (
+    as_id_array,
+    build_sequences,
+    describe_sources,
+    drop_unrouted_layers,
+    pad_sequences,
+    read_json_records,
+    source_paths,
+)
 
 __all__ = ["read_vllm"]
 

@@ -79,7 +79,8 @@ def _decode(value, where: str) -> np.ndarray | None:
             value = np.load(io.BytesIO(raw), allow_pickle=False)
         except (binascii.Error, ValueError, OSError, EOFError) as exc:
             raise DataFormatError(f"{where}: not a base64-encoded .npy array ({exc})") from None
-    return as_id_array(value, where, ndim=3)
+    arr = as_id_array(value, where, ndim=3)
+    return arr if len(arr) else None  # no token (e.g. a one-token completion): nothing to add
 
 
 def _sequences_of(record, label: str):

@@ -32,13 +32,15 @@ def test_choices_share_the_prompt_and_null_routing_is_counted(tmp_path):
     rng = np.random.default_rng(2)
     prompt, g0, g1 = (routing(rng, n, 2, 2, 8) for n in (3, 2, 4))
     doc = vllm_response(prompt, [g0, g1, None])  # a one-token completion has no generated routing
+    doc["choices"].append({"index": 3, "routed_experts": []})
     empty = {"choices": [{"index": 0, "routed_experts": None}]}
     data = read_vllm(write_jsonl(tmp_path / "r.jsonl", [doc, empty]))
-    assert data.n_sequences == 3
+    assert data.n_sequences == 4
     np.testing.assert_array_equal(data.experts[0, :, :5], np.concatenate([prompt, g0]).transpose(1, 0, 2))
     np.testing.assert_array_equal(data.experts[1, :, :7], np.concatenate([prompt, g1]).transpose(1, 0, 2))
     np.testing.assert_array_equal(data.experts[2, :, :3], prompt.transpose(1, 0, 2))
-    np.testing.assert_array_equal(data.mask.sum(axis=1), [5, 7, 3])
+    np.testing.assert_array_equal(data.experts[3], data.experts[2])
+    np.testing.assert_array_equal(data.mask.sum(axis=1), [5, 7, 3, 3])
     assert json.loads(data.attrs["import_notes"])["choices_without_routing"] == 1
     assert data.attrs["n_experts_origin"] == "inferred" and data.n_experts == 1 + int(
         max(prompt.max(), g0.max(), g1.max()))

@@ -11,7 +11,9 @@ An extraction file (kind ``"experts"``, written by ``isingmoe extract``) holds
   ``router_entropy``, ``hidden_states`` (router inputs);
 
 and the provenance attributes ``model_id``, ``revision``, ``weights`` (``"pretrained"`` or
-``"random-init"``), ``n_experts``, ``top_k`` and the rest of the extraction parameters.
+``"random-init"``; ``"imported-trace"`` for routing recorded by another engine and converted by
+:mod:`ising_moe.traces`, which adds ``source_format`` and ``source_files``), ``n_experts``, ``top_k``
+and the rest of the extraction parameters.
 """
 
 from __future__ import annotations

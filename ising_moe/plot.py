@@ -199,6 +199,7 @@ def plot_xi_vs_block(block_sizes, xi, errors=None, ax=None, label: str | None = 
     if b.size:
         ax.set_xlim(b.min() / 1.5, b.max() * 1.5)
     ax.set_xscale("log", base=2)
+    _integer_ticks(ax, b)
     ax.set_xlabel("block size b [tokens]")
     ax.set_ylabel("xi(b) [tokens]")
     if capped is not None and cap[ok].any() and not any(h.get_label() == "open: window reaches b - 1"
@@ -207,6 +208,16 @@ def plot_xi_vs_block(block_sizes, xi, errors=None, ax=None, label: str | None = 
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="x-small")
     return ax
+
+
+def _integer_ticks(ax, values):
+    """Plain integer tick labels at the given values on a log axis (8, 16, ... rather than 2^3, 2^4)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ticks = sorted({int(v) for v in values})
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(ticks, [str(t) for t in ticks])
 
 
 def plot_probe(results, ax=None):
@@ -233,7 +244,8 @@ def plot_probe(results, ax=None):
     if chance:
         ax.plot([c[0] for c in chance], [c[1] for c in chance], "k--", lw=1, label="chance")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("number of classes")
+    _integer_ticks(ax, [r["n_classes"] for r in rows])
+    ax.set_xlabel("number of position classes [equal blocks]")
     ax.set_ylabel("accuracy (3-fold CV)")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize="x-small")

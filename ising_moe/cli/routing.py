@@ -95,7 +95,12 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
     from ..io import file_sha256
     from ..measure import measure as run_measure
     from ..measure import write_measurements
-    from ..report import comparison_figures, comparison_summary, measurement_figures, measurement_summary
+    from ..report import (
+        comparison_figures,
+        comparison_summary,
+        measurement_figures,
+        measurement_summary,
+    )
 
     output = output or data_file.with_name(data_file.name.removesuffix(".h5") + ".stats.h5")
     if output.exists() and not overwrite:

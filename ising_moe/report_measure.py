@@ -80,7 +80,7 @@ def _explain(st, fractions) -> str:
         what = ("so it is mostly sequence composition (each sequence prefers some experts), not order along the chain"
                 if seq > 0.5 else "so most of it comes from the order of tokens, not from sequence composition")
         parts.append(f"Shuffling tokens within each sequence keeps {seq:.0%} of sum_r C(r) ({lo} <= r <= {hi}), {what}"
-                     + (f"; token identity alone (within-token null) gives {tok:.0%}." if tok is not None else "."))
+                     + (f"; token identity alone (within-token null) gives {round(tok, 2) + 0.0:.0%}." if tok is not None else "."))
     return " ".join(parts)
 
 
@@ -88,7 +88,7 @@ def _overall(result) -> list[str]:
     """The one or two sentences a reader needs: is there an xi, what makes C(r), what do the drops do."""
     layers = result.layers
     out = []
-    with_xi = [st.layer for st in layers if st.xi.success]
+    with_xi = [int(st.layer) for st in layers if st.xi.success]
     shares = [f["sequence"] for f in map(null_fractions, layers) if f["sequence"] is not None]
     head = ("no layer's C(r) is exponential within the data, so no correlation length is reported"
             if not with_xi else f"xi is supported for layers {with_xi}")

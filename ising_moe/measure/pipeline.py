@@ -22,7 +22,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class LayerStatistics:
-    """Every statistic of one MoE layer (top-1 states unless stated)."""
+    """Every statistic of one MoE layer (top-1 states unless stated).
+
+    ``xi_by_block`` maps a block size ``b`` to the :class:`CorrelationLength` of ``C_b(r)`` (pairs inside
+    one block of ``b`` consecutive positions, ``1 <= r <= b - 1``): the decay length of correlations
+    between tokens at most ``b - 1`` apart. For a chain with a single exponential decay it equals the
+    chain's ``xi`` once the window ends inside the block; growth with ``b`` means correlations decay
+    more slowly at larger separations than any single exponential. A failed fit has ``success`` False
+    and NaN values (never ``1e5``); ``capped`` marks a window that reaches ``b - 1``.
+    """
 
     layer: int
     n_states: int

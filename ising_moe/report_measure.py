@@ -93,7 +93,7 @@ def _overall(result) -> list[str]:
     head = ("no layer's C(r) is exponential within the data, so no correlation length is reported"
             if not with_xi else f"xi is supported for layers {with_xi}")
     if shares:
-        head += (f"; shuffling tokens within each sequence keeps {min(shares):.0%}-{max(shares):.0%} of sum_r C(r): "
+        head += (f"; shuffling tokens within each sequence keeps {min(shares):.0%} to {max(shares):.0%} of sum_r C(r): "
                  + ("the correlation is mostly sequence composition (each sequence prefers some experts), not order "
                     "along the chain" if np.median(shares) > 0.5 else "most of the correlation is order along the chain"))
     out.append("In short: " + head + ".")
@@ -101,9 +101,9 @@ def _overall(result) -> list[str]:
     if drops:
         made = [d["exclude"].mi_excess - d["router"].mi_excess for d in drops]
         router = [d["router"].mi_excess for d in drops]
-        out.append(f"Capacity drops are not missing at random: excluding them creates {min(made):.3f}-{max(made):.3f} "
-                   f"bits of position information that the router's own choices do not have "
-                   f"({min(router):.3f}-{max(router):.3f} bits), so router-choice statistics are the default.")
+        out.append(f"Capacity drops are not missing at random: excluding them creates {min(made):.3f} to {max(made):.3f} "
+                   f"bits of position information beyond the router's own choices ({min(router):+.3f} to "
+                   f"{max(router):+.3f} bits), so router-choice statistics are the default.")
     return out
 
 

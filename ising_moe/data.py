@@ -28,7 +28,7 @@ from ._util import as_int, as_mask
 from .errors import DataFormatError, InvalidParameterError
 from .io import open_h5, read_array, read_attr, read_params
 
-__all__ = ["ExpertSequences", "load_experts", "save_experts", "DROPPED_POLICIES"]
+__all__ = ["ExpertSequences", "load_experts", "save_experts", "subject_label", "DROPPED_POLICIES"]
 
 #: how Switch tokens dropped by expert capacity enter an analysis
 DROPPED_POLICIES = ("exclude", "state", "router")
@@ -244,6 +244,37 @@ def load_experts(path, layers=None) -> ExpertSequences:
     return ExpertSequences(experts=experts, mask=mask, n_experts=n_experts, layers=layer_ids,
                            dropped=dropped, token_ids=token_ids, router_probs=probs,
                            router_entropy=entropy, attrs=attrs, path=path)
+
+
+#: what the ``weights`` attribute says about the routing's origin, in words for titles and captions
+_NATURE = {"random-init": "random-init weights, not trained", "pretrained": "pretrained",
+           "imported-trace": "imported routing trace", "trained-here": "trained here, not a production model"}
+
+
+def subject_label(data) -> str:
+    """One line naming the subject of an analysis: the model and the nature of its weights.
+
+    ``"switch-8 (google/switch-base-8; random-init weights, not trained)"``. The nature comes from the
+    ``weights`` attribute (``random-init``, ``pretrained``, ``imported-trace``, ``trained-here``); a
+    local model directory holding a ``MODEL_CARD.md`` (written by ``isingmoe train``) counts as
+    trained here. Figures and reports put it in their titles so no figure is read without it.
+
+    Parameters
+    ----------
+    data : ExpertSequences or dict
+        The data or its attributes.
+    """
+    attrs = data if isinstance(data, dict) else getattr(data, "attrs", {})
+    model_id = str(attrs.get("model_id") or "unknown model")
+    alias = str(attrs.get("model_alias") or attrs.get("train_preset") or "")
+    weights = str(attrs.get("weights") or "unknown")
+    if weights == "pretrained" and (attrs.get("trained_here") or (Path(model_id) / "MODEL_CARD.md").is_file()):
+        weights = "trained-here"
+    nature = _NATURE.get(weights, f"weights: {weights}")
+    if attrs.get("reduced"):
+        nature += f", {attrs['reduced']}"
+    name = f"{alias} ({model_id}; {nature})" if alias and alias != model_id else f"{model_id} ({nature})"
+    return name
 
 
 def read_hidden_states(path, layer: int, max_sequences: int | None = None) -> np.ndarray | None:

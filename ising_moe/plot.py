@@ -109,7 +109,7 @@ def plot_rates(rates, ax=None, title: str | None = None, cmap: str = "viridis"):
     ----------
     rates : ndarray of shape (n_positions, n_experts)
     """
-    return _position_heatmap(np.asarray(rates, dtype=float), ax, title, "rate", "expert", cmap)
+    return _position_heatmap(np.asarray(rates, dtype=float), ax, title, "P(expert at position)", "expert", cmap)
 
 
 def _position_heatmap(values, ax, title, label, ylabel, cmap, symmetric=False):
@@ -120,7 +120,7 @@ def _position_heatmap(values, ax, title, label, ylabel, cmap, symmetric=False):
                    vmin=-lim if symmetric else None, vmax=lim,
                    extent=(-0.5, values.shape[0] - 0.5, -0.5, values.shape[1] - 0.5))
     ax.figure.colorbar(im, ax=ax, label=label)
-    ax.set_xlabel("position")
+    ax.set_xlabel("position [token index]")
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize="medium")
@@ -128,49 +128,96 @@ def _position_heatmap(values, ax, title, label, ylabel, cmap, symmetric=False):
 
 
 def plot_correlation(distances, values, errors=None, null=None, ax=None, label: str | None = None,
-                     model=None, model_label: str = "model", log: bool = False, title: str | None = None):
-    """``C(r)`` with error bars, the shuffle-null band and optionally a model curve.
+                     model=None, model_label: str = "model", log: bool = False, title: str | None = None,
+                     nulls=None):
+    """``C(r)`` with error bars, shuffle-null bands and optionally a model curve.
 
     Parameters
     ----------
     distances, values, errors : ndarray of shape (R + 1,)
-        ``r = 0`` is skipped.
+        ``r = 0`` is skipped; non-finite points are not drawn.
     null : ndarray of shape (n_null, R + 1), optional
-        Drawn as a band (min to max of the shuffles, widened by two standard errors).
+        One null, drawn as a grey band labelled "shuffle null".
+    nulls : dict of str -> ndarray of shape (n_null, R + 1), optional
+        Several nulls, one coloured band each (min to max of the shuffles, widened by two standard
+        errors of the data); empty arrays are skipped.
     model : ndarray of shape (R + 1,), optional
         e.g. the exact ``C(r)`` of a fitted chain.
     """
     ax = _axes(ax)
     r = np.asarray(distances)[1:]
-    v = np.asarray(values)[1:]
-    e = None if errors is None else np.asarray(errors)[1:]
-    if null is not None and len(null):
-        nl = np.asarray(null)[:, 1:]
-        pad = 2 * e if e is not None else 0.0
-        ax.fill_between(r, nl.min(axis=0) - pad, nl.max(axis=0) + pad, color="0.85", label="shuffle null", lw=0)
-    ax.errorbar(r, v, yerr=e, fmt="o", ms=3, capsize=1.5, label=label or "data")
+    v = np.asarray(values, dtype=float)[1:]
+    e = None if errors is None else np.asarray(errors, dtype=float)[1:]
+    bands = {} if nulls is None else dict(nulls)
+    if null is not None:
+        bands = {"shuffle null": null, **bands}
+    colours = ["0.75", "tab:orange", "tab:green", "tab:purple"]
+    for k, (name, band) in enumerate(bands.items()):
+        band = np.asarray(band, dtype=float)
+        if band.ndim != 2 or band.shape[0] == 0 or band.shape[1] != len(r) + 1:
+            continue
+        nl = band[:, 1:]
+        pad = 2 * np.nan_to_num(e) if e is not None else 0.0
+        lo, hi = nl.min(axis=0) - pad, nl.max(axis=0) + pad
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        ax.fill_between(r[ok], lo[ok], hi[ok], color=colours[k % len(colours)], alpha=0.35 if k else 0.6,
+                        label=name, lw=0)
+    ok = np.isfinite(v) & (np.isfinite(e) if e is not None else True)
+    ax.errorbar(r[ok], v[ok], yerr=None if e is None else e[ok], fmt="o", ms=2.5, capsize=1.2, label=label or "data",
+                color="tab:blue", zorder=3)
     if model is not None:
         ax.plot(r, np.asarray(model)[1:], "-", lw=1.2, label=model_label)
-    if log and np.any(v > 0):
+    if log and np.any(v[ok] > 0):
         ax.set_yscale("symlog", linthresh=max(float(np.nanmax(np.abs(e))) if e is not None else 1e-4, 1e-6))
-    ax.set_xlabel("distance r")
-    ax.set_ylabel("C(r)")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel("distance r [tokens]")
+    ax.set_ylabel("C(r) [excess P(same expert)]")
     if title:
         ax.set_title(title, fontsize="medium")
-    ax.legend(fontsize="x-small")
+    ax.legend(fontsize="xx-small")
     return ax
 
 
-def plot_xi_vs_block(block_sizes, xi, errors=None, ax=None, label: str | None = None):
-    """Correlation length against the block size used to estimate it."""
+def plot_xi_vs_block(block_sizes, xi, errors=None, ax=None, label: str | None = None, success=None, capped=None):
+    """Correlation length ``xi(b)`` against the block size ``b`` used to estimate it.
+
+    Only supported estimates are drawn (``success`` True and finite ``xi``): a failed fit is never
+    plotted as a value. Estimates whose window reached the block size (``capped``) are drawn as open
+    markers: they measure the decay inside the block, not a converged correlation length.
+    """
     ax = _axes(ax)
-    ax.errorbar(block_sizes, xi, yerr=errors, fmt="o-", ms=3, capsize=2, label=label)
+    b = np.asarray(block_sizes, dtype=float)
+    x = np.asarray(xi, dtype=float)
+    err = np.zeros_like(x) if errors is None else np.asarray(errors, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(err) & (np.ones(len(x), bool) if success is None else np.asarray(success, bool))
+    cap = np.zeros(len(x), bool) if capped is None else np.asarray(capped, bool)
+    if ok.any():
+        line = ax.errorbar(b[ok], x[ok], yerr=err[ok], fmt="-", lw=1, capsize=2, label=label)
+        colour = line[0].get_color()
+        ax.plot(b[ok & ~cap], x[ok & ~cap], "o", ms=4, color=colour)
+        ax.plot(b[ok & cap], x[ok & cap], "o", ms=4, mfc="none", color=colour)
+    if b.size:
+        ax.set_xlim(b.min() / 1.5, b.max() * 1.5)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("block size b")
-    ax.set_ylabel("xi(b)")
-    if label:
+    _integer_ticks(ax, b)
+    ax.set_xlabel("block size b [tokens]")
+    ax.set_ylabel("xi(b) [tokens]")
+    if capped is not None and cap[ok].any() and not any(h.get_label() == "open: window reaches b - 1"
+                                                        for h in ax.get_lines()):
+        ax.plot([], [], "o", mfc="none", color="0.3", label="open: window reaches b - 1")
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="x-small")
     return ax
+
+
+def _integer_ticks(ax, values):
+    """Plain integer tick labels at the given values on a log axis (8, 16, ... rather than 2^3, 2^4)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ticks = sorted({int(v) for v in values})
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(ticks, [str(t) for t in ticks])
 
 
 def plot_probe(results, ax=None):
@@ -197,7 +244,8 @@ def plot_probe(results, ax=None):
     if chance:
         ax.plot([c[0] for c in chance], [c[1] for c in chance], "k--", lw=1, label="chance")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("number of classes")
+    _integer_ticks(ax, [r["n_classes"] for r in rows])
+    ax.set_xlabel("number of position classes [equal blocks]")
     ax.set_ylabel("accuracy (3-fold CV)")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize="x-small")

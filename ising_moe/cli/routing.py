@@ -72,11 +72,15 @@ def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, d
 
 @main.command()
 @click.argument("data_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--compare", "compare_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A second expert-sequence file measured the same way: rates and C(r) side by side "
+                   "(natural vs ablated positions, trained vs untrained).")
 @click.option("--layers", default=None, help="MoE block indices, e.g. 1,3 [default: all].")
 @click.option("--max-distance", type=int, default=64, show_default=True, help="Largest r of C(r).")
 @click.option("--block-sizes", default="8,16,32,64,128,256", show_default=True, help="Block sizes for xi(b).")
-@click.option("--dropped", type=click.Choice(["exclude", "state", "router"]), default="exclude", show_default=True,
-              help="Switch capacity drops: masked out, an extra state, or the router's choice.")
+@click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default="router", show_default=True,
+              help="Switch capacity drops: the router's choice (what the router wants; drops are not missing at "
+                   "random), masked out (what ran), or an extra state.")
 @click.option("--bootstrap", "n_bootstrap", type=int, default=200, show_default=True)
 @click.option("--no-probe", is_flag=True, help="Skip the positional probes (scikit-learn).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -84,29 +88,44 @@ def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, d
               help="[default: DATA_FILE with suffix .stats.h5]")
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def measure(data_file, layers, max_distance, block_sizes, dropped, n_bootstrap, no_probe, seed, output,
+def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped, n_bootstrap, no_probe, seed, output,
             overwrite, as_json):
     """Empirical spatial statistics of an expert-sequence file, with error bars and figures."""
     from ..data import load_experts
     from ..io import file_sha256
     from ..measure import measure as run_measure
     from ..measure import write_measurements
-    from ..report import measurement_figures, measurement_summary
+    from ..report import (
+        comparison_figures,
+        comparison_summary,
+        measurement_figures,
+        measurement_summary,
+    )
 
     output = output or data_file.with_name(data_file.name.removesuffix(".h5") + ".stats.h5")
     if output.exists() and not overwrite:
         from ..errors import OutputExistsError
 
         raise OutputExistsError(f"{output} exists: pass --overwrite to replace it")
-    data = load_experts(data_file, layers=_int_list(layers, "--layers"))
-    result = run_measure(data, max_distance=max_distance, block_sizes=_int_list(block_sizes, "--block-sizes") or (),
-                         dropped=dropped, n_bootstrap=n_bootstrap, probe=not no_probe, seed=seed,
-                         progress=not as_json)
+    layer_list = _int_list(layers, "--layers")
+    data = load_experts(data_file, layers=layer_list)
+    other = None if compare_file is None else load_experts(compare_file, layers=layer_list)
+    options = dict(max_distance=max_distance, block_sizes=_int_list(block_sizes, "--block-sizes") or (),
+                   dropped=dropped, n_bootstrap=n_bootstrap, seed=seed, progress=not as_json)
+    result = run_measure(data, probe=not no_probe, **options)
+    second = None if other is None else run_measure(other, probe=False, **options)
     write_measurements(result, output, overwrite=overwrite, input_path=data_file, input_sha256=file_sha256(data_file))
-    figures = measurement_figures(result, output.with_name(output.name.removesuffix(".h5")))
+    stem = output.with_name(output.name.removesuffix(".h5"))
+    figures = measurement_figures(result, stem)
     payload, lines = measurement_summary(result, data)
+    if second is not None:
+        compare_payload, compare_lines = comparison_summary(result, second)
+        figures += comparison_figures(result, second, stem)
+        payload["compare"] = compare_payload
+        lines += compare_lines
     payload.update({"output": str(output), "figures": [str(f) for f in figures]})
-    lines += [f"wrote {output}", *(f"figure {f}" for f in figures)]
+    lines += [f"wrote {output}", *(f"figure {f}" for f in figures if f.suffix == ".png"),
+              "(and PDF versions)"]
     _emit(payload, as_json, lines)
 
 

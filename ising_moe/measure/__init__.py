@@ -17,15 +17,18 @@ Estimators (``docs/conventions.md``)
   bootstrap replicates reweight the same ``phi`` with multinomial counts over sequences, so
   fits can be bootstrapped without recomputing the correlations (the ``phi`` are centred over
   sequences; with masks their per-sequence constants are neglected).
-- Null: the same estimator on sequences shuffled independently at every position (rates kept,
-  correlations destroyed).
-- Correlation length: weighted least squares of ``C(r) = A exp(-r / xi)`` over ``1 <= r <= r_hi``,
-  where ``r_hi`` is the last distance of the first run of ``C(r) > 2 se(r)`` (the fit window is
-  reported); error from the bootstrap. Summed estimator on the same window:
-  ``xi_sum = -1 / ln(1 - C(1) / sum_r C(r))`` (exact for a pure exponential when ``r_hi >> xi``).
+- Nulls: the same estimator after shuffling within each position (noise floor), within each
+  sequence (sequence composition kept, order destroyed) and among the occurrences of each token
+  id (token statistics kept, routing memory destroyed).
+- Correlation length: generalised least squares of ``C(r) = A exp(-r / xi)`` on the longest run of
+  ``C(r) > 2 se(r)``, with goodness of fit, a flag when the window reaches the cap, and a summed
+  estimator exact for a truncated exponential; ``xi`` is NaN with the reason unless the data
+  support it (:mod:`.correlation_length`).
 - ``xi`` vs block size ``b``: positions split into consecutive blocks ``[m b, (m + 1) b)``;
   ``C_b(r)`` averages ``C(i, i + r)`` over pairs inside one block (pooled over blocks), and ``xi(b)``
-  is its fitted correlation length on ``1 <= r < b``.
+  is its correlation length on ``1 <= r < b``: the decay length of correlations between tokens at
+  most ``b - 1`` apart. It equals the chain's ``xi`` once the window ends inside the block; growth
+  with ``b`` means slower-than-exponential decay at larger separations.
 """
 
 from ._input import as_routing

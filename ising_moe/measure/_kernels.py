@@ -167,3 +167,76 @@ def rotated_tables(states, mask, block, n_states, shifts, out):
                     if u >= n:
                         u -= n
                     out[b, block[u], states[s, t]] += 1.0
+
+
+@njit(parallel=True)
+def online_cache_hits(ids, mask, n_experts, look_ahead, hits, n_access):
+    """Hits of moe-lrc's segment cache for every cache size at once (``prange`` over sequences).
+
+    The cache always fetches the requested experts; when full it evicts the cached expert with the
+    fewest uses among the next ``look_ahead`` tokens (the current token included, its already
+    processed experts excluded), ties broken by the least recent use. Eviction by a priority that does
+    not depend on the cache size is a stack algorithm (Mattson et al. 1970): the cache of ``c``
+    experts always holds the top ``c`` entries of one priority stack. An expert is a hit for cache
+    sizes above its stack depth before the token; an expert never seen before sits just below the
+    experts seen so far (a free slot holds it at no cost). The token's experts are then moved to the
+    top one by one: the displaced entry is carried down, at each depth the lower-priority one of
+    the carried entry and the resident moves on.
+
+    ``hits[s, c - 1]``: accesses of sequence ``s`` served by a cache of ``c`` experts;
+    ``n_access[s]``: ``top_k`` times its valid tokens (masked tokens are skipped: the valid tokens
+    of a sequence are read as one stream).
+    """
+    n_seq, n, k = ids.shape
+    for s in prange(n_seq):
+        valid = np.flatnonzero(mask[s])
+        n_tok = valid.size
+        future = np.zeros(n_experts, dtype=np.int64)
+        last_use = np.zeros(n_experts, dtype=np.int64)
+        depth = np.full(n_experts, -1, dtype=np.int64)
+        stack = np.zeros(n_experts, dtype=np.int64)
+        stat = np.zeros(n_experts, dtype=np.int64)
+        n_seen = 0
+        clock = 0
+        for u in range(min(look_ahead, n_tok)):
+            for a in range(k):
+                future[ids[s, valid[u], a]] += 1
+        for u in range(n_tok):
+            t = valid[u]
+            fresh = n_seen
+            for a in range(k):
+                d = depth[ids[s, t, a]]
+                if d < 0:
+                    stat[fresh] += 1
+                    fresh += 1
+                else:
+                    stat[d] += 1
+            for a in range(k):
+                x = ids[s, t, a]
+                d = depth[x]
+                if d < 0:
+                    d = n_seen
+                    n_seen += 1
+                if d > 0:
+                    carry = stack[0]
+                    for j in range(1, d):
+                        y = stack[j]
+                        if future[carry] > future[y] or (future[carry] == future[y] and last_use[carry] > last_use[y]):
+                            stack[j] = carry
+                            depth[carry] = j
+                            carry = y
+                    stack[d] = carry
+                    depth[carry] = d
+                stack[0] = x
+                depth[x] = 0
+                clock += 1
+                future[x] -= 1
+                last_use[x] = clock
+            if u + look_ahead < n_tok:
+                for a in range(k):
+                    future[ids[s, valid[u + look_ahead], a]] += 1
+        acc = 0
+        for c in range(n_experts):
+            acc += stat[c]
+            hits[s, c] = acc
+        n_access[s] = n_tok * k

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._util import RngLike, as_generator, as_int
+from ..errors import InvalidParameterError
 from . import _kernels as K
 from ._input import as_routing
 
@@ -26,7 +27,8 @@ class CorrelationEstimate:
     per_state, per_state_errors : ndarray of shape (R + 1, n_experts)
         ``C_e(r)``.
     null : ndarray of shape (n_null, R + 1)
-        ``C(r)`` of position-wise shuffled sequences.
+        ``C(r)`` after shuffling tokens across sequences at every position (rates kept, every
+        correlation destroyed): the noise floor.
     by_position : ndarray of shape (n_positions, R + 1)
         ``C(i, i + r)`` (NaN where fewer than two valid pairs).
     block_sizes : tuple of int
@@ -35,6 +37,13 @@ class CorrelationEstimate:
     influence : ndarray of shape (n_sequences, R + 1)
         Centred influence of each sequence on ``C(r)`` (for bootstraps).
     block_influence : dict of int -> ndarray of shape (n_sequences, R + 1)
+    null_sequence : ndarray of shape (n_null, R + 1)
+        ``C(r)`` after shuffling tokens within each sequence (sequence composition kept, order
+        destroyed): what "each sequence prefers some experts" alone produces, flat in ``r``.
+    null_token : ndarray of shape (n_null, R + 1)
+        ``C(r)`` after permuting the routing among all occurrences of the same token id (token ->
+        expert association kept, routing memory destroyed): what token statistics alone produce.
+        Empty (0 rows) without token ids.
     """
 
     distances: np.ndarray
@@ -49,6 +58,8 @@ class CorrelationEstimate:
     block_errors: dict
     influence: np.ndarray = field(repr=False)
     block_influence: dict = field(repr=False)
+    null_sequence: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    null_token: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def n_sequences(self) -> int:
@@ -82,9 +93,35 @@ def _shuffle_within_positions(ids, mask, rng):
     return out
 
 
+def _shuffle_within_sequences(ids, mask, rng):
+    """Permute the valid tokens of every sequence among themselves (top-k rows move together)."""
+    out = ids.copy()
+    for s in range(ids.shape[0]):
+        cols = np.flatnonzero(mask[s])
+        out[s, cols] = ids[s, rng.permutation(cols)]
+    return out
+
+
+def _permute_within_tokens(ids, mask, token_ids, rng):
+    """Permute the routing among all valid occurrences of each token id (across sequences and positions)."""
+    seq, pos = np.nonzero(mask)
+    _, rank = np.unique(token_ids[seq, pos], return_inverse=True)
+    by_token = np.argsort(rank, kind="stable")  # grouped by token
+    shuffled = np.argsort(rank + rng.random(rank.size))  # grouped by token, random order inside each group
+    out = ids.copy()
+    out[seq[by_token], pos[by_token]] = ids[seq[shuffled], pos[shuffled]]
+    return out
+
+
+def _null_curve(ids, mask, n_experts, max_distance):
+    _, _, c_null = _pair_statistics(ids, mask, n_experts, max_distance)
+    tot = c_null.sum(axis=2)
+    return np.where(np.isfinite(tot), tot, 0.0).sum(axis=0) / np.maximum(np.isfinite(tot).sum(axis=0), 1)
+
+
 def correlation_function(ids, mask=None, n_experts=None, max_distance: int = 64, block_sizes=(),
-                         n_null: int = 4, rng: RngLike = None) -> CorrelationEstimate:
-    """Empirical ``C(r)``, per-state ``C_e(r)``, block-pooled ``C_b(r)`` and a shuffle null.
+                         n_null: int = 4, rng: RngLike = None, *, token_ids=None) -> CorrelationEstimate:
+    """Empirical ``C(r)``, per-state ``C_e(r)``, block-pooled ``C_b(r)`` and three shuffle nulls.
 
     Parameters
     ----------
@@ -95,8 +132,10 @@ def correlation_function(ids, mask=None, n_experts=None, max_distance: int = 64,
     block_sizes : sequence of int
         Block sizes for the block-pooled correlations.
     n_null : int, default 4
-        Number of position-wise shuffles for the null.
+        Number of shuffles of each null (within position, within sequence, within token id).
     rng : seed or Generator
+    token_ids : array_like of int, shape (n_sequences, n_positions), optional
+        Token ids of the routed text: enables the within-token null.
     """
     ids, mask, n_experts = as_routing(ids, mask, n_experts)
     n_seq, n, _ = ids.shape
@@ -135,13 +174,22 @@ def correlation_function(ids, mask=None, n_experts=None, max_distance: int = 64,
         block_values[b] = vals
         block_errors[b] = np.where(count > 0, np.sqrt((infl**2).sum(axis=0)) / n_seq, np.nan)
         block_influence[b] = infl
-    null = np.empty((n_null, max_distance + 1))
-    for t in range(n_null):
-        _, _, c_null = _pair_statistics(_shuffle_within_positions(ids, mask, gen), mask, n_experts, max_distance)
-        tot = c_null.sum(axis=2)
-        null[t] = np.where(np.isfinite(tot), tot, 0.0).sum(axis=0) / np.maximum(np.isfinite(tot).sum(axis=0), 1)
+    if token_ids is not None:
+        token_ids = np.asarray(token_ids)
+        if token_ids.shape != (n_seq, n) or not np.issubdtype(token_ids.dtype, np.integer):
+            raise InvalidParameterError(f"token_ids must be integers of shape {(n_seq, n)}, got "
+                                        f"{token_ids.dtype} {token_ids.shape}")
+    null = np.array([_null_curve(_shuffle_within_positions(ids, mask, gen), mask, n_experts, max_distance)
+                     for _ in range(n_null)]).reshape(n_null, max_distance + 1)
+    null_sequence = np.array([_null_curve(_shuffle_within_sequences(ids, mask, gen), mask, n_experts, max_distance)
+                              for _ in range(n_null)]).reshape(n_null, max_distance + 1)
+    null_token = np.zeros((0, max_distance + 1))
+    if token_ids is not None:
+        null_token = np.array([_null_curve(_permute_within_tokens(ids, mask, token_ids, gen), mask, n_experts,
+                                           max_distance) for _ in range(n_null)]).reshape(n_null, max_distance + 1)
     return CorrelationEstimate(
         distances=np.arange(max_distance + 1), values=values, errors=errors, per_state=per_state,
         per_state_errors=per_state_errors, null=null, by_position=by_position, block_sizes=block_sizes,
         block_values=block_values, block_errors=block_errors, influence=phi, block_influence=block_influence,
+        null_sequence=null_sequence, null_token=null_token,
     )

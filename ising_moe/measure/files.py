@@ -12,7 +12,8 @@ from .pipeline import Measurements
 log = logging.getLogger(__name__)
 
 
-_SCALARS_XI = ("xi", "error", "amplitude", "xi_sum", "xi_sum_error", "success", "message")
+_SCALARS_XI = ("xi", "error", "amplitude", "xi_sum", "xi_sum_error", "success", "message", "chi2", "dof", "p_value",
+               "capped", "agreement_z")
 
 
 def write_measurements(result: Measurements, path, *, overwrite: bool = False, input_path=None,
@@ -35,6 +36,14 @@ def write_measurements(result: Measurements, path, *, overwrite: bool = False, i
                 for key, value in obj.__dict__.items():
                     if np.ndim(value) == 0:
                         g.attrs[f"{name}_{key}"] = value
+            # "the" p-value of position dependence is the rotation test; the chi-square one (which assumes
+            # independent tokens) is stored only as position_chi2_p_value_iid
+            g.attrs["position_p_value"] = st.position_test.p_value
+            if st.drop_position_tests:
+                for policy, test in st.drop_position_tests.items():
+                    g.attrs[f"drops_{policy}_mi_excess"] = test.mi_excess
+                    g.attrs[f"drops_{policy}_mi_error"] = test.mi_error
+                    g.attrs[f"drops_{policy}_p_value"] = test.p_value
             write_array(g, "rates", st.rates.rates, ("position", "state"))
             write_array(g, "rates_lower", st.rates.lower, ("position", "state"))
             write_array(g, "rates_upper", st.rates.upper, ("position", "state"))
@@ -43,6 +52,9 @@ def write_measurements(result: Measurements, path, *, overwrite: bool = False, i
             write_array(g, "correlation", c.values, ("distance",))
             write_array(g, "correlation_error", c.errors, ("distance",))
             write_array(g, "correlation_null", c.null, ("null", "distance"))
+            write_array(g, "correlation_null_sequence", c.null_sequence, ("null", "distance"))
+            if c.null_token.size:
+                write_array(g, "correlation_null_token", c.null_token, ("null", "distance"))
             write_array(g, "state_correlation", c.per_state, ("distance", "state"))
             write_array(g, "state_correlation_error", c.per_state_errors, ("distance", "state"))
             if c.block_sizes:
@@ -50,6 +62,10 @@ def write_measurements(result: Measurements, path, *, overwrite: bool = False, i
                 write_array(g, "xi_block", [st.xi_by_block[b].xi for b in c.block_sizes], ("block_size",), coords)
                 write_array(g, "xi_block_error", [st.xi_by_block[b].error for b in c.block_sizes], ("block_size",),
                             coords)
+                write_array(g, "xi_block_success", np.array([st.xi_by_block[b].success for b in c.block_sizes]),
+                            ("block_size",), coords)
+                write_array(g, "xi_block_capped", np.array([st.xi_by_block[b].capped for b in c.block_sizes]),
+                            ("block_size",), coords)
                 write_array(g, "block_correlation", np.array([c.block_values[b] for b in c.block_sizes]),
                             ("block_size", "distance"), coords)
             write_array(g, "entropy_by_position", st.load.entropy_by_position, ("position",))
@@ -62,6 +78,8 @@ def write_measurements(result: Measurements, path, *, overwrite: bool = False, i
             write_array(g, "srp_threshold", lrc.best_threshold, ("segment_length",), coords)
             write_array(g, "sch", lrc.sch, ("segment_length", "cache_size"), coords)
             write_array(g, "sch_error", lrc.sch_error, ("segment_length", "cache_size"), coords)
+            write_array(g, "sch_static", lrc.sch_static, ("segment_length", "cache_size"), coords)
+            write_array(g, "sch_static_error", lrc.sch_static_error, ("segment_length", "cache_size"), coords)
             if st.dropped_by_position is not None:
                 write_array(g, "dropped_by_position", st.dropped_by_position, ("position",))
             if st.indicator_rates is not None:
@@ -80,9 +98,10 @@ def write_measurements(result: Measurements, path, *, overwrite: bool = False, i
 def load_measurements(path) -> dict[str, Any]:
     """Read a ``stats`` file: ``{"attrs": ..., "params": ..., "layers": {layer: {...}}, "probes": [...]}``.
 
-    Each layer holds ``correlation``, ``correlation_error``, ``correlation_null``, ``rates``,
-    ``xi`` (dict of the fit), ``xi_block`` (dict block size -> (xi, error)), and the scalar
-    attributes of the group.
+    Each layer holds ``correlation``, ``correlation_error``, ``correlation_null`` (and
+    ``correlation_null_sequence``, ``correlation_null_token`` where stored), ``rates``, ``xi``,
+    ``xi_block`` (dict block size -> (xi, error, success); NaN where the fit failed), and the
+    scalar attributes of the group.
     """
     from ..errors import DataFormatError
     from ..io import open_h5, read_array, read_params
@@ -102,12 +121,17 @@ def load_measurements(path) -> dict[str, Any]:
             entry["correlation"] = corr
             entry["correlation_error"] = read_array(g, "correlation_error", kinds="f", shape=corr.shape)
             entry["correlation_null"] = read_array(g, "correlation_null", kinds="f", ndim=2)
+            for key in ("correlation_null_sequence", "correlation_null_token"):
+                if key in g:
+                    entry[key] = read_array(g, key, kinds="f", ndim=2)
             entry["rates"] = read_array(g, "rates", kinds="f", ndim=2)
             if "block_size" in g:
                 sizes = read_array(g, "block_size", kinds="iu", ndim=1)
                 xb = read_array(g, "xi_block", kinds="f", shape=sizes.shape)
                 eb = read_array(g, "xi_block_error", kinds="f", shape=sizes.shape)
-                entry["xi_block"] = {int(b): (float(x), float(e)) for b, x, e in zip(sizes, xb, eb)}
+                ok = (read_array(g, "xi_block_success", kinds="b", shape=sizes.shape) if "xi_block_success" in g
+                      else np.isfinite(xb) & (xb < 1e5))
+                entry["xi_block"] = {int(b): (float(x), float(e), bool(s)) for b, x, e, s in zip(sizes, xb, eb, ok)}
             out["layers"][layer] = entry
         if "probe" in f:
             p = f["probe"]

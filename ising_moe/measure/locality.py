@@ -24,9 +24,15 @@ class LocalRoutingConsistency:
       with ``c_e >= j``", serves all ``m`` tokens. Over all windows, ``M(j) = sum c_e [c_e >= j]``
       activations are covered by ``P(j) = m #{c_e >= j}`` predicted ones, out of ``A = k m W``
       actual ones; SRP is the best F1 over thresholds, ``max_j 2 M(j) / (P(j) + A)``.
-    - **SCH** (segment cache best hit rate) with ``n_cache`` experts: the best cache for a window
-      holds its ``n_cache`` most used experts; SCH is the fraction of all activations they serve,
-      ``sum_windows (top-n_cache sum of c_e) / (k m W)``.
+    - **SCH** (segment cache best hit rate, moe-lrc's definition) with ``c`` experts: an online
+      cache that always fetches the requested experts and, when full, evicts the cached expert
+      used least often among the next ``m`` tokens (ties: least recently used); SCH is the
+      fraction of activations found in the cache before their token. A first use fills a free slot
+      without a miss. Example (top-1, ``[0, 0, 1, 0, 2, 2, 1, 1]``, ``m = 4``): 0.5, 0.875, 1.0 for
+      ``c = 1, 2, 3``.
+    - **static SCH** (``sch_static``): the best *fixed* cache per window holds its ``c`` most used
+      experts, ``sum_windows (top-c sum of c_e) / (k m W)`` (0.55, 0.85, 1.0 in the example, with
+      windows of 4): an upper bound for one window, no replacement policy.
 
     Attributes
     ----------
@@ -34,8 +40,10 @@ class LocalRoutingConsistency:
     srp, srp_error : ndarray of shape (n_m,)
     best_threshold : ndarray of shape (n_m,)
     sch, sch_error : ndarray of shape (n_m, n_experts)
-        Column ``c - 1`` is the cache of ``c`` experts.
+        Online look-ahead cache (moe-lrc); column ``c - 1`` is the cache of ``c`` experts.
     n_windows : ndarray of shape (n_m,)
+    sch_static, sch_static_error : ndarray of shape (n_m, n_experts)
+        Best static cache per window.
     """
 
     segment_lengths: np.ndarray
@@ -45,6 +53,8 @@ class LocalRoutingConsistency:
     sch: np.ndarray
     sch_error: np.ndarray
     n_windows: np.ndarray
+    sch_static: np.ndarray = None
+    sch_static_error: np.ndarray = None
 
 
 def local_routing_consistency(ids, mask=None, n_experts=None, segment_lengths=(2, 4, 8, 16, 32, 64),
@@ -55,7 +65,7 @@ def local_routing_consistency(ids, mask=None, n_experts=None, segment_lengths=(2
     lengths = [as_int(m, "segment length", 1) for m in segment_lengths if m <= n]
     gen = as_generator(rng)
     weights = _bootstrap_weights(n_seq, n_bootstrap, gen)
-    srp, srp_err, best_j, sch, sch_err, n_windows = [], [], [], [], [], []
+    srp, srp_err, best_j, sch, sch_err, n_windows, online, online_err = [], [], [], [], [], [], [], []
     for m in lengths:
         match = np.empty((n_seq, m + 1))
         pred = np.empty((n_seq, m + 1))
@@ -77,5 +87,12 @@ def local_routing_consistency(ids, mask=None, n_experts=None, segment_lengths=(2
         sch.append(cache)
         sch_err.append(cache_b.std(axis=0, ddof=1))
         n_windows.append(int(nwin.sum()))
+        hits = np.empty((n_seq, n_experts))
+        n_access = np.empty(n_seq)
+        K.online_cache_hits(ids, mask, n_experts, m, hits, n_access)
+        online.append(hits.sum(axis=0) / n_access.sum())
+        online_err.append(((weights @ hits) / (weights @ n_access)[:, None]).std(axis=0, ddof=1))
+    shape = (len(lengths), n_experts)
     return LocalRoutingConsistency(np.array(lengths), np.array(srp), np.array(srp_err), np.array(best_j),
-                                   np.array(sch), np.array(sch_err), np.array(n_windows))
+                                   np.array(online).reshape(shape), np.array(online_err).reshape(shape),
+                                   np.array(n_windows), np.array(sch).reshape(shape), np.array(sch_err).reshape(shape))

@@ -22,7 +22,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class LayerStatistics:
-    """Every statistic of one MoE layer (top-1 states unless stated)."""
+    """Every statistic of one MoE layer (top-1 states unless stated).
+
+    ``xi_by_block`` maps a block size ``b`` to the :class:`CorrelationLength` of ``C_b(r)`` (pairs inside
+    one block of ``b`` consecutive positions, ``1 <= r <= b - 1``): the decay length of correlations
+    between tokens at most ``b - 1`` apart. For a chain with a single exponential decay it equals the
+    chain's ``xi`` once the window ends inside the block; growth with ``b`` means correlations decay
+    more slowly at larger separations than any single exponential. A failed fit has ``success`` False
+    and NaN values (never ``1e5``); ``capped`` marks a window that reaches ``b - 1``.
+    """
 
     layer: int
     n_states: int
@@ -37,6 +45,8 @@ class LayerStatistics:
     static: StaticRouting
     lrc: LocalRoutingConsistency
     dropped_by_position: np.ndarray | None
+    #: Switch data: the position test with drops excluded and with the router's choice (``{policy: PositionTest}``)
+    drop_position_tests: dict | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +66,7 @@ class Measurements:
 
 
 def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32, 64, 128, 256),
-            dropped: str = "exclude", n_null: int = 4, n_bootstrap: int = 200,
+            dropped: str = "router", n_null: int = 4, n_bootstrap: int = 200,
             segment_lengths=(2, 4, 8, 16, 32, 64), probe: bool = True, probe_blocks=(2, 8, 32, 128),
             max_probe_tokens: int = 20000, n_position_blocks: int = 16, seed: int = 0,
             progress: bool = False) -> Measurements:
@@ -71,8 +81,13 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
         Largest ``r`` of ``C(r)`` (capped at ``n_positions - 1``).
     block_sizes : sequence of int
         Block sizes of ``xi`` vs block size (those above ``n_positions`` are dropped).
-    dropped : {"exclude", "state", "router"}
-        Switch capacity drops: masked out, an extra state, or the router's choice.
+    dropped : {"router", "exclude", "state"}
+        Switch capacity drops: the router's choice (default: the statistically valid choice for
+        "what the router wants"; drops are not missing at random, a token is dropped because its
+        expert is full, so excluding them creates position dependence), masked out (what the
+        experts executed), or an extra state. Whatever the policy, Switch data also get the
+        position test under both "exclude" and "router" (``drop_position_tests``): the difference
+        is the position effect the drops themselves produce.
     n_null, n_bootstrap : int
         Shuffles for the null, bootstrap replicates over sequences.
     segment_lengths : sequence of int
@@ -86,7 +101,7 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     """
     from tqdm.auto import tqdm
 
-    from ..data import read_hidden_states
+    from ..data import read_hidden_states, subject_label
 
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
     for layer in layer_ids:
@@ -101,16 +116,23 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     for layer, ss in tqdm(list(zip(layer_ids, seeds)), desc="measure", unit="layer", disable=not progress or None):
         gen = np.random.default_rng(ss)
         x, m, q = data.states(layer, dropped=dropped)
-        corr = correlation_function(x, m, q, max_distance, blocks, n_null, gen)
+        corr = correlation_function(x, m, q, max_distance, blocks, n_null, gen, token_ids=data.token_ids)
         xi = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence,
                                     n_bootstrap=n_bootstrap, rng=gen)
         xi_blocks = {b: fit_correlation_length(corr.distances, corr.block_values[b], corr.block_errors[b],
                                                influence=corr.block_influence[b], r_max=b - 1,
-                                               n_bootstrap=n_bootstrap, rng=gen) for b in blocks}
+                                               n_bootstrap=n_bootstrap, rng=gen, allow_capped=True)
+                     for b in blocks}
         li = data.layer_index(layer)
         topk_mask = data.mask.copy()
-        if data.dropped is not None and dropped == "exclude":
-            topk_mask &= ~data.dropped[:, li]
+        drop_tests = None
+        if data.dropped is not None:
+            if dropped == "exclude":
+                topk_mask &= ~data.dropped[:, li]
+            drop_tests = {}
+            for policy in ("exclude", "router"):
+                xp, mp, qp = data.states(layer, dropped=policy)
+                drop_tests[policy] = position_dependence(xp, mp, qp, min(n_position_blocks, n), rng=gen)
         topk = data.experts[:, li]
         ind_rates = ind_corr = None
         if data.top_k > 1:
@@ -125,7 +147,7 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
             correlation=corr, indicator_correlation=ind_corr, xi=xi, xi_by_block=xi_blocks,
             load=load_balance(x, m, q, n_bootstrap, gen), static=static_routing(topk, topk_mask, data.n_experts, gen),
             lrc=local_routing_consistency(topk, topk_mask, data.n_experts, segment_lengths, n_bootstrap, gen),
-            dropped_by_position=dropped_by_position,
+            dropped_by_position=dropped_by_position, drop_position_tests=drop_tests,
         ))
     probes = []
     if probe:
@@ -142,6 +164,6 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
               "n_null": n_null, "n_bootstrap": n_bootstrap, "segment_lengths": list(segment_lengths),
               "probe": probe, "probe_blocks": list(probe_blocks), "max_probe_tokens": max_probe_tokens,
               "n_position_blocks": n_position_blocks, "seed": seed}
-    source: dict[str, Any] = {"model_id": data.model_id, "weights": data.weights,
+    source: dict[str, Any] = {"model_id": data.model_id, "weights": data.weights, "subject": subject_label(data),
                               "path": None if data.path is None else str(data.path)}
     return Measurements(out, probes, params, source)

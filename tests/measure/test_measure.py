@@ -1,6 +1,7 @@
 """Empirical statistics on exact samples of known chains, where every statistic has an exact value."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,15 +87,91 @@ def test_correlation_length_and_blocks(potts_samples):
     assert xi.success and abs(xi.xi - xi_exact) <= 5 * xi.error
     assert abs(xi.xi_sum - xi_exact) <= 5 * xi.xi_sum_error
     assert xi.window[0] == 1 and 3 <= xi.window[1] <= 20
-    for b in (8, 32):
-        xb = M.fit_correlation_length(c.distances, c.block_values[b], c.block_errors[b],
-                                      influence=c.block_influence[b], r_max=b - 1, rng=0)
-        assert abs(xb.xi - xi_exact) <= 5 * xb.error
+    assert xi.p_value > 0.01 and not xi.capped and abs(xi.agreement_z) < 4
     # no correlation: the fit says so instead of returning garbage
     noise = np.random.default_rng(0).integers(0, 3, size=(500, 40))
     cn = M.correlation_function(noise, None, 3, max_distance=10, rng=0)
     xn = M.fit_correlation_length(cn.distances, cn.values, cn.errors, influence=cn.influence, rng=0)
     assert not xn.success and np.isnan(xn.xi) and "no correlation" in xn.message
+
+
+def test_xi_by_block_equals_xi_once_blocks_exceed_the_window(potts_samples):
+    """xi(b) = xi of the chain for a homogeneous chain when the window ends inside the block."""
+    model, x = potts_samples
+    xi_exact = exact.correlation_length(model)
+    c = M.correlation_function(x, None, 3, max_distance=40, block_sizes=(4, 16, 32), n_null=0, rng=0)
+    for b in (16, 32):
+        xb = M.fit_correlation_length(c.distances, c.block_values[b], c.block_errors[b],
+                                      influence=c.block_influence[b], r_max=b - 1, rng=0, allow_capped=True)
+        assert xb.success and not xb.capped and xb.window[1] < b - 1
+        assert abs(xb.xi - xi_exact) <= 5 * xb.error
+    # b = 4: the window reaches b - 1; kept (allow_capped) but flagged
+    x4 = M.fit_correlation_length(c.distances, c.block_values[4], c.block_errors[4],
+                                  influence=c.block_influence[4], r_max=3, rng=0, allow_capped=True)
+    assert x4.capped
+
+
+def test_failed_block_fits_are_nan_with_a_flag(tmp_path):
+    """A failed fit is stored as NaN with success False (was 1e5 ± 0) and never drawn."""
+    from ising_moe.plot import plot_xi_vs_block
+
+    noise = np.random.default_rng(1).integers(0, 4, size=(300, 64))
+    res = M.measure(ExpertSequences(noise, np.ones(noise.shape, bool), 4, attrs={"model_id": "noise"}),
+                    max_distance=16, block_sizes=(8, 32), n_bootstrap=20, probe=False, seed=0)
+    fits = res.layers[0].xi_by_block
+    assert all(not f.success and np.isnan(f.xi) and np.isnan(f.error) for f in fits.values())
+    M.write_measurements(res, tmp_path / "n.h5")
+    back = M.load_measurements(tmp_path / "n.h5")["layers"][0]["xi_block"]
+    assert all(np.isnan(v[0]) and v[2] is False for v in back.values())
+    ax = plot_xi_vs_block(sorted(fits), [f.xi for f in fits.values()], [f.error for f in fits.values()],
+                          success=[f.success for f in fits.values()])
+    assert all(line.get_xydata().size == 0 for line in ax.get_lines())
+
+
+def _exponential_curve(n_r=30, xi=4.0, amp=0.2, se=2e-3, start_noise=False):
+    r = np.arange(n_r + 1)
+    values = amp * np.exp(-r / xi)
+    errors = np.full(n_r + 1, se)
+    if start_noise:
+        values[1] = 0.5 * se  # C(1) in the noise, C(r >= 2) far above it
+    return r, values, errors
+
+
+def test_window_rule_and_verdicts():
+    # C(1) <= 2 se while C(r >= 2) is far above: the window starts later instead of giving up
+    r, v, e = _exponential_curve(start_noise=True)
+    res = M.fit_correlation_length(r, v, e)
+    assert res.window[0] == 2 and res.success and abs(res.xi - 4.0) < 1e-3
+    assert "noise for r < 2" in res.message
+    # the window reaches the cap: no xi, with the reason
+    r, v, e = _exponential_curve(xi=200.0)
+    res = M.fit_correlation_length(r, v, e, r_max=20)
+    assert res.capped and not res.success and np.isnan(res.xi) and "window reaches the cap" in res.message
+    # a plateau plus an exponential is not exponential: chi2 says so
+    r, v, e = _exponential_curve(xi=2.0)
+    v = v + 0.05 * (r < 12)
+    res = M.fit_correlation_length(r, v, e)
+    assert not res.success and np.isnan(res.xi) and "not exponential" in res.message and res.p_value < 1e-6
+    # summed estimator on a truncated pure exponential is exact (the old one was biased low)
+    c = 0.3 * np.exp(-np.arange(1, 9) / 5.0)
+    assert M.correlation_length.summed_xi(c) == pytest.approx(5.0, rel=1e-9)
+
+
+def test_both_xi_estimators_are_calibrated_over_seeds():
+    """z of the fitted and summed xi over 20 data sets of exact samples: mean ~ 0, sd ~ 1."""
+    model = PottsChain.potts(64, 3, coupling=1.6)
+    xi_exact = exact.correlation_length(model)
+    zf, zs = [], []
+    for seed in range(20):
+        x = exact.sample(model, 500, rng=1000 + seed)
+        c = M.correlation_function(x, None, 3, max_distance=40, n_null=0)
+        res = M.fit_correlation_length(c.distances, c.values, c.errors, influence=c.influence, rng=seed)
+        if res.success:
+            zf.append((res.xi - xi_exact) / res.error)
+            zs.append((res.xi_sum - xi_exact) / res.xi_sum_error)
+    assert len(zf) >= 18
+    for z in (np.array(zf), np.array(zs)):
+        assert abs(z.mean()) < 0.6 and 0.6 < z.std(ddof=1) < 1.4, (z.mean(), z.std(ddof=1))
 
 
 def test_position_dependence_controls(potts_samples, field_chain):
@@ -138,7 +215,7 @@ def test_local_routing_consistency_by_brute_force():
     for i, m in enumerate((1, 3, 4)):
         srp, sch = _brute_lrc(ids, 2, 6, m)
         assert res.srp[i] == pytest.approx(srp, rel=1e-12)
-        np.testing.assert_allclose(res.sch[i], sch, rtol=1e-12)
+        np.testing.assert_allclose(res.sch_static[i], sch, rtol=1e-12)
     assert res.srp[0] == 1.0 and np.all(res.srp_error[1:] > 0)  # one-token windows are trivially covered
 
 
@@ -205,6 +282,72 @@ def test_measure_write_load_and_cli(tmp_path):
     for fig in doc["figures"]:
         assert (tmp_path / fig).exists() or __import__("pathlib").Path(fig).exists()
     assert len(doc["figures"]) == 10  # rates, C(r), xi(b), capacity drops, probe: PNG + PDF
+    assert doc["params"]["dropped"] == "router"  # the statistically valid default
+    assert all("drops_position_effect_bits" in row for row in doc["layers"])
+
+
+def _drawn_finite(fig):
+    """Every drawn line and filled area has finite coordinates."""
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            assert np.all(np.isfinite(line.get_xydata())), ax.get_title()
+        for coll in ax.collections:
+            for path in coll.get_paths():
+                assert np.all(np.isfinite(path.vertices)), ax.get_title()
+
+
+def test_measure_figures_name_the_subject_and_draw_no_failed_value(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from ising_moe import report_measure as report
+
+    chain = load_experts(_dataset(tmp_path))
+    experts = chain.experts.copy()
+    experts[:, 1] = np.random.default_rng(0).integers(0, 4, size=experts[:, 1].shape)  # layer 3: noise
+    data = ExpertSequences(experts, chain.mask, 4, layers=[1, 3], dropped=chain.dropped, attrs=chain.attrs)
+    res = M.measure(data, max_distance=10, block_sizes=(4, 8, 16), n_bootstrap=20, probe=False, seed=1)
+    assert any(not f.success for st in res.layers for f in st.xi_by_block.values())  # noise blocks fail
+    seen = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, stem: seen.append((fig, stem)) or [])
+    report.measurement_figures(res, tmp_path / "s")
+    assert {Path(stem).name.split(".")[-1] for _, stem in seen} >= {"rates", "correlation", "xi_block", "dropped"}
+    for fig, stem in seen:
+        title = fig.get_suptitle()
+        assert "test/chain" in title and "random-init" in title, (stem, title)
+        _drawn_finite(fig)
+        for ax in fig.axes:
+            if ax.get_label() != "<colorbar>" and ax.get_xlabel():
+                assert "[" in ax.get_xlabel(), (stem, ax.get_xlabel())  # units
+        if str(stem).endswith("correlation"):
+            labels = fig.axes[0].get_legend_handles_labels()[1]
+            assert {"null: within position", "null: within sequence"} <= set(labels)
+        plt.close(fig)
+
+
+def test_subject_label():
+    from ising_moe.data import subject_label
+
+    assert subject_label({"model_id": "google/switch-base-8", "model_alias": "switch-8", "weights": "random-init"}) \
+        == "switch-8 (google/switch-base-8; random-init weights, not trained)"
+    assert "imported routing trace" in subject_label({"model_id": "x", "weights": "imported-trace"})
+    assert "trained here" in subject_label({"model_id": "m", "weights": "pretrained", "trained_here": True})
+
+
+def test_measure_compare_two_files(tmp_path):
+    a = _dataset(tmp_path / "a")
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 4, size=(300, 2, 48, 1))
+    other = ExpertSequences(x, np.ones((300, 48), bool), 4, layers=[1, 3],
+                            attrs={"model_id": "test/noise", "weights": "random-init"})
+    b = tmp_path / "b.h5"
+    save_experts(other, b)
+    r = CliRunner().invoke(main, ["measure", str(a), "--compare", str(b), "--max-distance", "6", "--block-sizes", "8",
+                                  "--bootstrap", "10", "--no-probe", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index("{"):])
+    assert [row["layer"] for row in doc["compare"]["layers"]] == [1, 3]
+    assert doc["compare"]["layers"][0]["max_abs_z_difference"] > 5  # correlated chain vs noise
+    assert any(f.endswith(".compare.png") for f in doc["figures"])
 
 
 def test_measure_cli_errors(tmp_path):
@@ -219,3 +362,100 @@ def test_measure_cli_errors(tmp_path):
     for args, msg in ((["--bootstrap", "-1"], "n_bootstrap"), (["--block-sizes", "1"], "block size")):
         r = CliRunner().invoke(main, ["measure", str(good), "-o", str(tmp_path / "b.h5"), *args])
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output
+
+
+def _composition_data(n_seq=400, n=48, seed=0):
+    """Sequences of i.i.d. tokens, each sequence with its own preferred expert: C(r) is a flat plateau."""
+    rng = np.random.default_rng(seed)
+    favourite = rng.integers(0, 4, size=n_seq)
+    x = np.where(rng.random((n_seq, n)) < 0.5, favourite[:, None], rng.integers(0, 4, size=(n_seq, n)))
+    return x.astype(np.int32)
+
+
+def test_within_sequence_null_explains_sequence_composition():
+    x = _composition_data()
+    c = M.correlation_function(x, None, 4, max_distance=10, n_null=4, rng=0)
+    assert np.all(c.values[1:] > 5 * c.errors[1:])  # a plateau far above noise
+    assert np.all(np.abs(c.null[:, 1:]) < 5 * c.errors[1:])  # the within-position null destroys it
+    seq = c.null_sequence.mean(axis=0)[1:]
+    assert np.all(np.abs(seq - c.values[1:]) < 5 * c.errors[1:])  # the within-sequence null keeps it
+    # negative control: a Markov chain (order, no composition) is not reproduced by the within-sequence null
+    y = exact.sample(PottsChain.potts(48, 4, coupling=2.0), 400, rng=3)
+    cy = M.correlation_function(y, None, 4, max_distance=10, n_null=4, rng=0)
+    assert cy.values[1] - cy.null_sequence.mean(axis=0)[1] > 10 * cy.errors[1]
+
+
+def test_within_token_null_reproduces_token_statistics():
+    rng = np.random.default_rng(2)
+    n_seq, n = 300, 40
+    tokens = rng.integers(0, 30, size=(n_seq, n))
+    tokens[:, 1::2] = tokens[:, 0::2]  # repeated words: token t at i and i + 1
+    route = rng.integers(0, 4, size=30)
+    x = route[tokens].astype(np.int32)  # routing is a function of the token only
+    c = M.correlation_function(x, None, 4, max_distance=6, n_null=3, rng=0, token_ids=tokens)
+    tok = c.null_token.mean(axis=0)
+    assert c.null_token.shape == (3, 7)
+    assert np.all(np.abs(tok[1:] - c.values[1:]) < 5 * c.errors[1:])  # token statistics explain all of C(r)
+    # the permutation keeps every token's routing: with deterministic routing it is the identity
+    assert np.allclose(c.null_token, c.values[None, :], atol=1e-12)
+    # negative control: routing with memory beyond the token is not reproduced
+    y = exact.sample(PottsChain.potts(40, 4, coupling=2.0), 300, rng=3)
+    cy = M.correlation_function(y, None, 4, max_distance=6, n_null=3, rng=0, token_ids=tokens)
+    assert cy.values[1] - cy.null_token.mean(axis=0)[1] > 10 * cy.errors[1]
+    with pytest.raises(InvalidParameterError, match="token_ids"):
+        M.correlation_function(y, None, 4, max_distance=6, token_ids=tokens[:, :5])
+
+
+def test_position_p_values_have_distinct_names(tmp_path):
+    x = exact.sample(PottsChain.potts(48, 3, coupling=1.6), 600, rng=4)
+    test = M.position_dependence(x, None, 3, n_blocks=8, rng=0)
+    assert test.p_value == test.p_value_shuffle and test.chi2_p_value_iid < test.p_value
+    data = ExpertSequences(x, np.ones(x.shape, bool), 3, attrs={"model_id": "chain"})
+    res = M.measure(data, max_distance=6, block_sizes=(), n_bootstrap=10, probe=False, seed=0)
+    M.write_measurements(res, tmp_path / "p.h5")
+    attrs = M.load_measurements(tmp_path / "p.h5")["layers"][0]
+    st = res.layers[0].position_test
+    assert attrs["position_p_value"] == pytest.approx(st.p_value_shuffle)
+    assert attrs["position_chi2_p_value_iid"] == pytest.approx(st.chi2_p_value_iid)
+
+
+def _brute_online_cache(seq, n_experts, look_ahead):
+    """moe-lrc's segment cache simulated separately for every cache size (top-k rows of one sequence)."""
+    out = []
+    for size in range(1, n_experts + 1):
+        cache, last, clock, hits = [], {}, 0, 0
+        for t, row in enumerate(seq):
+            before = set(cache)
+            n_new = 0
+            for x in row:
+                if x in before:
+                    hits += 1
+                elif x not in last and len(before) + n_new < size:  # first use fills a free slot
+                    hits += 1
+                    n_new += 1
+            for j, x in enumerate(row):
+                if x not in cache:
+                    if len(cache) >= size:
+                        future = [list(seq[t + 1: t + look_ahead].ravel()).count(y) + list(row[j:]).count(y)
+                                  for y in cache]
+                        victim = min(range(len(cache)), key=lambda m: (future[m], last[cache[m]]))
+                        cache.pop(victim)
+                    cache.append(x)
+                clock += 1
+                last[x] = clock
+        out.append(hits / seq.size)
+    return np.array(out)
+
+
+def test_sch_is_moe_lrc_online_cache():
+    ids = np.array([[0, 0, 1, 0, 2, 2, 1, 1]] * 2)
+    res = M.local_routing_consistency(ids, None, 3, segment_lengths=(4,), n_bootstrap=10, rng=0)
+    np.testing.assert_allclose(res.sch[0], [0.5, 0.875, 1.0])  # hand-computed, moe-lrc's definition
+    np.testing.assert_allclose(res.sch_static[0], [0.55, 0.85, 1.0])  # best static cache per window
+    rng = np.random.default_rng(7)
+    for k in (1, 2):
+        ids = np.array([[rng.choice(6, size=k, replace=False) for _ in range(30)] for _ in range(3)])
+        res = M.local_routing_consistency(ids, None, 6, segment_lengths=(2, 5), n_bootstrap=10, rng=0)
+        for i, m in enumerate((2, 5)):
+            brute = np.mean([_brute_online_cache(s, 6, m) for s in ids], axis=0)
+            np.testing.assert_allclose(res.sch[i], brute, rtol=1e-12)

@@ -33,7 +33,7 @@ from .baselines import ChainMeanField, ChainPseudoLikelihood
 from .data import ChainData
 from .indicators import IndicatorComparison
 from .max_likelihood import ChainMaxLikelihood, IndependentSites
-from .result import ChainFitResult
+from .result import ChainFitResult, StandardErrors
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +252,15 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
             boot_theta.append(fitter.result_.theta)
     boot = np.array(boot)
     if len(boot_theta) > 1:  # parameter errors of the main variant from the same refits
-        stderr = np.std(boot_theta, axis=0, ddof=1)
-        f_err, c_err = fits[main].parametrization().expand_stderr(stderr)
-        message = fits[main].message + f"; errors from {len(boot_theta)} bootstrap refits"
-        fits[main] = dataclasses.replace(fits[main], theta_stderr=stderr, fields_stderr=f_err,
-                                         couplings_stderr=c_err, message=message)
+        par = fits[main].parametrization()
+        expanded = [par.expand(t) for t in boot_theta]  # per-entry spread: all covariances included
+        errors = StandardErrors(par, theta=np.std(boot_theta, axis=0, ddof=1),
+                                fields=np.std([e[0] for e in expanded], axis=0, ddof=1),
+                                couplings=np.std([e[1] for e in expanded], axis=0, ddof=1),
+                                message=f"spread of {len(boot_theta)} bootstrap refits")
+        fits[main] = dataclasses.replace(fits[main], errors=errors,
+                                         message=fits[main].message + f"; errors from {len(boot_theta)} "
+                                                                      "bootstrap refits")
     xi_fit_error = float(np.nanstd(boot, ddof=1)) if np.isfinite(boot).sum() > 1 else math.nan
     residual = np.zeros(0)
     if main in fitted_corr and np.all(np.isfinite(fitted_corr[main])):

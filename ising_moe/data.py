@@ -26,7 +26,7 @@ from ._util import as_int, as_mask
 from .errors import DataFormatError, InvalidParameterError
 from .io import open_h5, read_array, read_attr, read_params
 
-__all__ = ["ExpertSequences", "load_experts", "save_experts", "DROPPED_POLICIES"]
+__all__ = ["ExpertSequences", "load_experts", "save_experts", "DROPPED_POLICIES", "subject_label"]
 
 #: how Switch tokens dropped by expert capacity enter an analysis
 DROPPED_POLICIES = ("exclude", "state", "router")
@@ -192,6 +192,29 @@ class ExpertSequences:
         if self.dropped is not None and dropped == "exclude":
             mask &= ~self.dropped[:, li]
         return np.where(mask, x, 0).astype(np.int32), mask
+
+
+#: the nature of the weights behind a data file, as figures and summaries name it
+_NATURE = {"random-init": "random-init", "pretrained": "pretrained", "trained-here": "trained here",
+           "trained": "trained here", "imported": "imported"}
+
+
+def subject_label(data) -> str:
+    """``"<model_id> (<nature>)"``: what a figure or summary is about, e.g.
+    ``"google/switch-base-8 (random-init)"``.
+
+    Parameters
+    ----------
+    data : ExpertSequences or mapping
+        An extraction (its ``attrs``) or a mapping with ``model_id`` and ``weights`` (e.g. a
+        report's ``source``). The nature is ``random-init``, ``pretrained``, ``trained here`` or
+        ``imported`` (from ``weights``); an unknown value is shown as recorded.
+    """
+    attrs = data.attrs if isinstance(data, ExpertSequences) else dict(data)
+    model = str(attrs.get("model_id") or "unknown model")
+    weights = str(attrs.get("weights") or "")
+    nature = _NATURE.get(weights, weights or "weights unknown")
+    return f"{model} ({nature})"
 
 
 def load_experts(path, layers=None) -> ExpertSequences:

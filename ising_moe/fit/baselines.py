@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.linalg
 from scipy import optimize
 
 from ..errors import InvalidParameterError
@@ -56,25 +57,30 @@ def _shrinkage_intensity(x: np.ndarray, observed_cols: np.ndarray, q_minus_1: in
     """Schaefer-Strimmer / Ledoit-Wolf intensity of shrinking the between-site covariances to zero.
 
     ``lambda* = sum Var(c_kl) / sum c_kl^2`` over pairs of one-hot variables at different sites
-    (``c_kl`` the sample covariance; ``Var(c_kl) = N / (N - 1)^3 sum_s (w_sk w_sl - mean)^2`` with
-    ``w`` the centred variables, unobserved entries set to their mean), clipped to [0, 1].
+    (``c_kl`` the sample covariance; ``Var(c_kl) = N / (N - 1)^3 sum_s (w_sk w_sl - mean_kl)^2`` with
+    ``w`` the centred variables, unobserved entries set to their mean), clipped to [0, 1]. The sums
+    over all pairs need no (d, d) matrix: ``sum_kl sum_s w_sk^2 w_sl^2 = sum_s (sum_k w_sk^2)^2`` and
+    ``sum_kl (W^T W)_kl^2 = ||W W^T||_F^2``; the within-site pairs are subtracted site by site.
     """
-    n_obs = observed_cols.sum(axis=0)
-    mean = np.where(n_obs > 0, (x * observed_cols).sum(axis=0) / np.maximum(n_obs, 1), 0.0)
-    w = np.where(observed_cols, x - mean, 0.0)
     n = len(x)
     if n < 3:
         return 1.0
-    prod = w.T @ w
-    sq = (w * w).T @ (w * w)
-    var = n / (n - 1) ** 3 * (sq - prod**2 / n)
-    cov = prod / (n - 1)
-    site = np.arange(w.shape[1]) // q_minus_1
-    between = site[:, None] != site[None, :]
-    denom = float((cov[between] ** 2).sum())
-    if denom == 0:
+    n_obs = observed_cols.sum(axis=0)
+    mean = np.where(n_obs > 0, (x * observed_cols).sum(axis=0) / np.maximum(n_obs, 1), 0.0)
+    w = np.where(observed_cols, x - mean, 0.0)
+    w2 = w * w
+    sq_all = float((w2.sum(axis=1) ** 2).sum())
+    gram = w @ w.T
+    prod2_all = float((gram * gram).sum())
+    per_site = w.reshape(n, -1, q_minus_1)
+    sq_within = float((((per_site**2).sum(axis=2)) ** 2).sum())
+    site_gram = np.einsum("sia,sib->iab", per_site, per_site)
+    prod2_within = float((site_gram**2).sum())
+    var_sum = n / (n - 1) ** 3 * ((sq_all - sq_within) - (prod2_all - prod2_within) / n)
+    denom = (prod2_all - prod2_within) / (n - 1) ** 2
+    if denom <= 0:
         return 1.0
-    return float(np.clip(var[between].sum() / denom, 0.0, 1.0))
+    return float(np.clip(var_sum / denom, 0.0, 1.0))
 
 
 class ChainMeanField(_ChainFitter):
@@ -144,12 +150,15 @@ class ChainMeanField(_ChainFitter):
             else float(self.shrinkage)
         # the pseudocounted, pairwise-complete C need not be positive definite: shrink further if not
         while True:
-            shrunk = within + (1 - shrink) * cov
-            if shrink >= 1 or np.linalg.eigvalsh(shrunk)[0] > 1e-10 * np.abs(np.diag(within)).max():
+            try:
+                chol = scipy.linalg.cho_factor(within + (1 - shrink) * cov, lower=True, check_finite=False)
                 break
-            shrink = min(1.0, shrink + 0.5 * (1 - shrink) + 0.01)
+            except np.linalg.LinAlgError:
+                if shrink >= 1:
+                    raise
+                shrink = min(1.0, shrink + 0.5 * (1 - shrink) + 0.01)
         self.shrinkage_ = shrink
-        inv = np.linalg.inv(shrunk)
+        inv = scipy.linalg.cho_solve(chol, np.eye(cov.shape[0]), check_finite=False)
         big_r = par.max_range
         couplings = np.zeros((big_r, n - 1, q, q))
         for r in range(1, big_r + 1):

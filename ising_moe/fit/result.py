@@ -101,6 +101,9 @@ class ChainFitResult:
         Parameters in the fitter's basis (see :class:`~ising_moe.fit.params.ChainParametrization`).
     sparse_cells : int
         (position, state) cells never observed.
+    error : str
+        Non-empty when the fitter raised instead of returning a fit (see :meth:`failed`): the
+        parameters are then NaN and ``success`` is False.
     errors : StandardErrors or None
         Lazily computed standard errors, read through ``theta_stderr``, ``fields_stderr`` (n_sites,
         q) and ``couplings_stderr`` (like ``couplings``): ``None`` when not requested or not available
@@ -125,6 +128,21 @@ class ChainFitResult:
     theta: np.ndarray | None = field(default=None, repr=False)
     sparse_cells: int = 0
     errors: StandardErrors | None = field(default=None, repr=False)
+    error: str = ""
+
+    @classmethod
+    def failed(cls, fitter, n_sites: int, n_states: int, n_tokens: int, exc: BaseException) -> ChainFitResult:
+        """The record of a fitter that raised ``exc``: NaN parameters, ``success=False``, the reason."""
+        params = fitter.get_params()
+        par = ChainParametrization(n_sites, n_states, params.get("fields", "position"),
+                                   params.get("couplings", "none"), params.get("max_range", 1))
+        reason = f"{type(exc).__name__}: {exc}"
+        nan = math.nan
+        return cls(method=fitter._method, fields_variant=par.fields, couplings_variant=par.couplings,
+                   max_range=par.max_range, success=False, message=f"failed: {reason}", n_iter=0,
+                   log_likelihood=nan, n_tokens=n_tokens, n_parameters=par.n_params, aic=nan, bic=nan,
+                   l2=float(params.get("l2", nan)), fields=np.full((n_sites, n_states), nan),
+                   couplings=np.full(par.coupling_shape, nan), theta=np.full(par.n_params, nan), error=reason)
 
     @property
     def theta_stderr(self) -> np.ndarray | None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._util import as_int
-from ..errors import InvalidParameterError, SparseDataWarning
+from ..errors import ConvergenceWarning, InvalidParameterError, SparseDataWarning
 from ..exact import solve
 from .baselines import ChainMeanField, ChainPseudoLikelihood
 from .data import ChainData
@@ -246,8 +246,9 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     for name in names:
         fitter = variant_fitter(name, n_states)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # both are reported in the summary (sparse cells, "n.c.")
                 warnings.simplefilter("ignore", SparseDataWarning)
+                warnings.simplefilter("ignore", ConvergenceWarning)
                 fitter.fit(train_data)
         except Exception as exc:  # one failing variant is reported as failed, never aborts the others
             if name == "independent":

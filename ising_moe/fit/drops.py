@@ -101,7 +101,7 @@ def drop_position_effect(router, excluded, lengths, n_states: int, *, test_fract
         return None
     rng = np.random.default_rng(seed)
     n_seq = int(keep.sum())
-    n_test = max(1, int(round(test_fraction * n_seq)))
+    n_test = max(1, round(test_fraction * n_seq))
     order = rng.permutation(n_seq)
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
     ge = position_gain(xe[keep], me[keep], lengths[keep], n_states, test, train)

@@ -142,7 +142,7 @@ def test_fit_figures_name_the_subject_have_units_and_draw_no_nan(tmp_path, monke
             for patch in ax.patches:
                 assert np.isfinite(patch.get_height()), name
             for coll in ax.collections:
-                for seg in getattr(coll, "get_segments", lambda: [])():
+                for seg in getattr(coll, "get_segments", list)():
                     assert np.all(np.isfinite(seg)), name
     held = dict(figures)["heldout"].axes[0]
     assert "bits/token" in held.get_ylabel()

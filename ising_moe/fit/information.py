@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
 
-from ._linalg_kernels import banded_inverse_band
+from ._linalg_kernels import banded_cholesky, banded_inverse_band
 
 __all__ = ["fisher_information", "parameter_covariance"]
 
@@ -135,8 +135,8 @@ def parameter_covariance(objective, theta, dense: bool = False):
         degree[[0, -1]] = 1.0
         ab[0] += smooth * np.repeat(degree, k)
         ab[k, : nf - k] -= smooth
-    cb, info = scipy.linalg.lapack.dpbtrf(ab, lower=1)
-    if info != 0:
+    cb = np.zeros_like(ab)
+    if not banded_cholesky(ab, cb):
         return None, _NOT_PD
     c = cols[:nf]
     y = np.zeros((nf, 0))
@@ -150,7 +150,7 @@ def parameter_covariance(objective, theta, dense: bool = False):
         except np.linalg.LinAlgError:
             return None, _NOT_PD
     band_inv = np.zeros_like(cb)
-    banded_inverse_band(np.ascontiguousarray(cb), band_inv)
+    banded_inverse_band(cb, band_inv)
     a_idx, b_idx = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     rows = np.arange(par.n_field_groups)[:, None, None] * k + np.minimum(a_idx, b_idx)
     field_blocks = band_inv[np.abs(a_idx - b_idx)[None], rows]

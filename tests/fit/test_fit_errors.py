@@ -128,3 +128,28 @@ def test_mean_field_is_well_posed_with_fewer_sequences_than_variables():
     # independent data: (nearly) everything is shrunk away
     noise = rng.integers(0, 8, size=(60, 64))
     assert ChainMeanField(couplings="potts").fit(noise).shrinkage_ > 0.9
+
+
+def test_banded_kernels_equal_dense_linear_algebra_and_py_func():
+    from ising_moe.fit._linalg_kernels import banded_cholesky, banded_inverse_band
+
+    rng = np.random.default_rng(7)
+    n, u = 30, 4
+    a = np.zeros((n, n))
+    for d in range(u + 1):
+        v = rng.normal(size=n - d)
+        a[np.arange(d, n), np.arange(n - d)] = v
+        a[np.arange(n - d), np.arange(d, n)] = v
+    a += (np.abs(a).sum(axis=1).max() + 1) * np.eye(n)  # diagonally dominant: positive definite
+    ab = np.array([np.concatenate([np.diagonal(a, -d), np.zeros(d)]) for d in range(u + 1)])
+    chol, inv = np.linalg.cholesky(a), np.linalg.inv(a)
+    for fn_chol, fn_inv in ((banded_cholesky, banded_inverse_band),
+                            (banded_cholesky.py_func, banded_inverse_band.py_func)):
+        cb, band = np.zeros_like(ab), np.zeros_like(ab)
+        assert fn_chol(ab, cb)
+        fn_inv(cb, band)
+        for d in range(u + 1):
+            np.testing.assert_allclose(cb[d, : n - d], np.diagonal(chol, -d), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(band[d, : n - d], np.diagonal(inv, -d), rtol=1e-10, atol=1e-14)
+    ab[0, 5] = -1.0  # not positive definite
+    assert not banded_cholesky(ab, np.zeros_like(ab))

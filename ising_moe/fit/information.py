@@ -145,6 +145,8 @@ def parameter_covariance(objective, theta, dense: bool = False):
         d = cols[nf:]
         d = 0.5 * (d + d.T) + objective.l2 * np.eye(d.shape[0])
         y, info = scipy.linalg.lapack.dpbtrs(cb, c, lower=1)
+        if info != 0:
+            return None, _NOT_PD
         try:
             s_inv = np.linalg.inv(d - c.T @ y)
         except np.linalg.LinAlgError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -264,7 +265,7 @@ def subject_label(data) -> str:
     data : ExpertSequences or dict
         The data or its attributes.
     """
-    attrs = data if isinstance(data, dict) else getattr(data, "attrs", {})
+    attrs = dict(data) if isinstance(data, Mapping) else getattr(data, "attrs", {})
     model_id = str(attrs.get("model_id") or "unknown model")
     alias = str(attrs.get("model_alias") or attrs.get("train_preset") or "")
     weights = str(attrs.get("weights") or "unknown")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["save_figure", "plot_sweep", "plot_rates", "plot_correlation", "plot_xi_vs_block", "plot_probe",
-           "figure_grid", "plot_couplings", "plot_fields"]
+           "figure_grid", "plot_couplings", "plot_fields", "plot_heldout"]
 
 
 def _axes(ax):
@@ -112,14 +112,16 @@ def plot_rates(rates, ax=None, title: str | None = None, cmap: str = "viridis"):
     return _position_heatmap(np.asarray(rates, dtype=float), ax, title, "P(expert at position)", "expert", cmap)
 
 
-def _position_heatmap(values, ax, title, label, ylabel, cmap, symmetric=False):
-    """Heat map of a (n_positions, n_states) array: states by position."""
+def _position_heatmap(values, ax, title, label, ylabel, cmap, symmetric=False, limit=None, colorbar=True):
+    """Heat map of a (n_positions, n_states) array: states by position (``limit``: the symmetric
+    colour range, default the array's largest magnitude)."""
     ax = _axes(ax)
-    lim = (float(np.abs(values).max()) or 1.0) if symmetric else None
+    lim = (limit or float(np.nanmax(np.abs(values), initial=0.0)) or 1.0) if symmetric else None
     im = ax.imshow(values.T, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
                    vmin=-lim if symmetric else None, vmax=lim,
                    extent=(-0.5, values.shape[0] - 0.5, -0.5, values.shape[1] - 0.5))
-    ax.figure.colorbar(im, ax=ax, label=label)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label=label)
     ax.set_xlabel("position [token index]")
     ax.set_ylabel(ylabel)
     if title:
@@ -252,12 +254,19 @@ def plot_probe(results, ax=None):
     return ax
 
 
-def plot_couplings(couplings, ax=None, title: str | None = None, distance: int = 1):
+def plot_couplings(couplings, ax=None, title: str | None = None, distance: int = 1, limit: float | None = None,
+                   colorbar: bool = True):
     """Coupling matrix ``J_r(a, b)`` as a heat map; per-bond Potts couplings as ``J_b`` along the chain.
 
     Parameters
     ----------
     couplings : ndarray of shape (q, q), (n_c, q, q) or (R, n_c, q, q)
+        In units of ``k_B T`` (``beta = 1``).
+    limit : float, optional
+        Symmetric colour range ``[-limit, limit]`` (default: the matrix's largest magnitude); pass
+        the same value to every panel of a figure so that colours compare.
+    colorbar : bool
+        Draw a colour bar beside this panel (a figure with a shared range draws one for all).
     """
     ax = _axes(ax)
     c = np.asarray(couplings, dtype=float)
@@ -267,21 +276,52 @@ def plot_couplings(couplings, ax=None, title: str | None = None, distance: int =
         q = c.shape[-1]
         diag = np.einsum("bii->b", c) / q - (c.sum(axis=(1, 2)) - np.einsum("bii->b", c)) / (q * (q - 1))
         ax.plot(np.arange(c.shape[0]), diag, lw=1)
-        ax.set_xlabel("bond")
-        ax.set_ylabel("J_b (diagonal minus off-diagonal mean)")
+        ax.set_xlabel("bond [position of the left token]")
+        ax.set_ylabel("J_b, diagonal minus off-diagonal mean [k_B T]")
     else:
         mat = c.reshape(c.shape[-2], c.shape[-1])
-        lim = float(np.abs(mat).max()) or 1.0
+        lim = limit or float(np.nanmax(np.abs(mat), initial=0.0)) or 1.0
         im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="upper")
-        ax.figure.colorbar(im, ax=ax, label=f"J_{distance}(a, b)")
-        ax.set_xlabel("state b (right)")
-        ax.set_ylabel("state a (left)")
+        if colorbar:
+            ax.figure.colorbar(im, ax=ax, label=f"J_{distance}(a, b) [k_B T]")
+        ax.set_xlabel("expert b (right token)")
+        ax.set_ylabel("expert a (left token)")
     if title:
         ax.set_title(title, fontsize="medium")
     return ax
 
 
-def plot_fields(fields, ax=None, title: str | None = None):
-    """Heat map of position-dependent fields ``h_i(a)`` (states by position)."""
-    return _position_heatmap(np.asarray(fields, dtype=float), ax, title, "h_i(a)", "state", "RdBu_r",
-                             symmetric=True)
+def plot_fields(fields, ax=None, title: str | None = None, limit: float | None = None, colorbar: bool = True):
+    """Heat map of position-dependent fields ``h_i(a)`` (states by position), symmetric colour range
+    ``[-limit, limit]`` (default the largest magnitude), in units of ``k_B T``."""
+    return _position_heatmap(np.asarray(fields, dtype=float), ax, title, "h_i(a) [k_B T]", "expert", "RdBu_r",
+                             symmetric=True, limit=limit, colorbar=colorbar)
+
+
+def plot_heldout(layers, gains: dict, errors: dict, ax=None, unit: str = "bits/token"):
+    """Held-out log-likelihood gain of each variant over independent sites, bars per layer.
+
+    Parameters
+    ----------
+    layers : sequence of int
+    gains, errors : dict of str -> sequence of float
+        Per variant, one value per layer, in ``unit``. Non-finite values (failed fits) are not
+        drawn; the variant's legend entry says so.
+    """
+    ax = _axes(ax)
+    idx = np.arange(len(layers))
+    names = list(gains)
+    width = 0.8 / max(len(names), 1)
+    for k, name in enumerate(names):
+        g = np.asarray(gains[name], dtype=float)
+        e = np.asarray(errors[name], dtype=float)
+        ok = np.isfinite(g)
+        label = name if ok.all() else f"{name} (failed in {int((~ok).sum())} layer(s): not drawn)"
+        x = idx + (k - (len(names) - 1) / 2) * width
+        ax.bar(x[ok], g[ok], width, yerr=np.where(np.isfinite(e[ok]), e[ok], 0.0), capsize=2, label=label)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(idx, [str(x) for x in layers])
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"held-out gain [{unit}]")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return ax

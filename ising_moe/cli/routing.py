@@ -142,7 +142,9 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--max-distance", type=int, default=32, show_default=True, help="Largest r compared.")
 @click.option("--bootstrap", "n_bootstrap", type=int, default=6, show_default=True,
               help="Bootstrap refits for the fitted xi's error.")
-@click.option("--dropped", type=click.Choice(["exclude", "state", "router"]), default="exclude", show_default=True)
+@click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default="router", show_default=True,
+              help="Switch capacity drops: the router's choice (what the router wants; drops are not missing "
+                   "at random, so excluding them creates position dependence), excluded, or an extra state.")
 @click.option("--processes", "-p", type=int, default=1, show_default=True, help="Layers in parallel processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -45,7 +45,7 @@ class _ChainFitter:
         par = ChainParametrization(data.n_sites, data.n_states, self.fields, self.couplings, self.max_range)
         return data, par
 
-    def _finish(self, data, par, theta, *, success, message, n_iter, theta_stderr=None):
+    def _finish(self, data, par, theta, *, success, message, n_iter, errors=None):
         h, j = par.expand(theta)
         ll = float(chain_log_likelihood(data, h, j).sum())
         k = par.n_params
@@ -53,17 +53,14 @@ class _ChainFitter:
         pos = np.broadcast_to(np.arange(data.n_sites), data.states.shape)
         np.add.at(rates, (pos[data.observed], data.states[data.observed]), 1.0)
         sparse = int((rates == 0).sum()) if par.fields == "position" else 0
-        f_err = c_err = None
-        if theta_stderr is not None:
-            f_err, c_err = par.expand_stderr(theta_stderr)
         self.result_ = ChainFitResult(
             method=self._method, fields_variant=par.fields, couplings_variant=par.couplings,
             max_range=par.max_range, success=bool(success), message=message, n_iter=int(n_iter),
             log_likelihood=ll, n_tokens=data.n_tokens, n_parameters=k, aic=2 * k - 2 * ll,
             bic=k * math.log(data.n_tokens) - 2 * ll, l2=float(self.l2), fields=h, couplings=j,
-            fields_stderr=f_err, couplings_stderr=c_err, theta=theta, theta_stderr=theta_stderr,
-            sparse_cells=sparse)
+            theta=theta, sparse_cells=sparse, errors=errors)
         self.fields_, self.couplings_ = h, j
+        self.potts_coupling_ = self.result_.potts_coupling
         self.n_states_, self.n_sites_ = data.n_states, data.n_sites
         self.parametrization_ = par
         self.model_ = self.result_.model()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.linalg
 from scipy import optimize
 
 from ..errors import InvalidParameterError
@@ -52,6 +53,36 @@ class ChainPseudoLikelihood(_ChainFitter):
                             message=f"{res.message} (|grad|_max = {grad_norm:.2e})")
 
 
+def _shrinkage_intensity(x: np.ndarray, observed_cols: np.ndarray, q_minus_1: int) -> float:
+    """Schaefer-Strimmer / Ledoit-Wolf intensity of shrinking the between-site covariances to zero.
+
+    ``lambda* = sum Var(c_kl) / sum c_kl^2`` over pairs of one-hot variables at different sites
+    (``c_kl`` the sample covariance; ``Var(c_kl) = N / (N - 1)^3 sum_s (w_sk w_sl - mean_kl)^2`` with
+    ``w`` the centred variables, unobserved entries set to their mean), clipped to [0, 1]. The sums
+    over all pairs need no (d, d) matrix: ``sum_kl sum_s w_sk^2 w_sl^2 = sum_s (sum_k w_sk^2)^2`` and
+    ``sum_kl (W^T W)_kl^2 = ||W W^T||_F^2``; the within-site pairs are subtracted site by site.
+    """
+    n = len(x)
+    if n < 3:
+        return 1.0
+    n_obs = observed_cols.sum(axis=0)
+    mean = np.where(n_obs > 0, (x * observed_cols).sum(axis=0) / np.maximum(n_obs, 1), 0.0)
+    w = np.where(observed_cols, x - mean, 0.0)
+    w2 = w * w
+    sq_all = float((w2.sum(axis=1) ** 2).sum())
+    gram = w @ w.T
+    prod2_all = float((gram * gram).sum())
+    per_site = w.reshape(n, -1, q_minus_1)
+    sq_within = float((((per_site**2).sum(axis=2)) ** 2).sum())
+    site_gram = np.einsum("sia,sib->iab", per_site, per_site)
+    prod2_within = float((site_gram**2).sum())
+    var_sum = n / (n - 1) ** 3 * ((sq_all - sq_within) - (prod2_all - prod2_within) / n)
+    denom = (prod2_all - prod2_within) / (n - 1) ** 2
+    if denom <= 0:
+        return 1.0
+    return float(np.clip(var_sum / denom, 0.0, 1.0))
+
+
 class ChainMeanField(_ChainFitter):
     """Naive mean-field inversion restricted to the chain's bonds (a baseline).
 
@@ -60,27 +91,44 @@ class ChainMeanField(_ChainFitter):
     for ``|i - j| <= max_range``; ``h_i(a) = ln(p_i(a) / p_i(ref)) - sum_{j, b} J_ij(a, b) p_j(b)``.
     The couplings are then averaged onto the variant (per bond, homogeneous, Potts).
 
+    With fewer sequences than variables (``N <= n_sites (q - 1)``, every realistic routing data
+    set) the sample ``C`` is singular and its inverse meaningless (couplings ~ 1e3). The
+    between-site covariances are therefore shrunk towards zero (independent sites),
+    ``C_s = D + (1 - lambda)(C - D)`` with ``D`` the within-site blocks, with the intensity
+    ``lambda`` of Schaefer and Strimmer (2005) / Ledoit and Wolf (2004), estimated from the data
+    (``shrinkage="auto"``) or given.
+
     Parameters
     ----------
     pseudocount : float, default 0.5
-        Added to every count (as in the inverse-Potts literature) so that ``C`` is invertible.
+        Added to every count (as in the inverse-Potts literature).
+    shrinkage : "auto" or float in [0, 1], default "auto"
+
+    Attributes
+    ----------
+    shrinkage_ : float
+        The intensity used.
     """
 
     _method = "mean-field"
 
     def __init__(self, fields: str = "position", couplings: str = "full", max_range: int = 1,
-                 pseudocount: float = 0.5):
+                 pseudocount: float = 0.5, shrinkage="auto"):
         super().__init__(fields=fields, couplings=couplings, max_range=max_range, l2=0.0, standard_errors=False)
         self.pseudocount = pseudocount
+        self.shrinkage = shrinkage
 
     def get_params(self) -> dict:
         return {"fields": self.fields, "couplings": self.couplings, "max_range": self.max_range,
-                "pseudocount": self.pseudocount}
+                "pseudocount": self.pseudocount, "shrinkage": self.shrinkage}
 
     def fit(self, X, mask=None, lengths=None, *, n_states: int | None = None, spins: bool = False):
         data, par = self._prepare(X, mask, lengths, n_states, spins)
         if par.fields != "position":
             raise InvalidParameterError("the mean-field fit gives position-dependent fields: use fields='position'")
+        if not (self.shrinkage == "auto" or (isinstance(self.shrinkage, (int, float))
+                                             and 0 <= self.shrinkage <= 1)):
+            raise InvalidParameterError(f"shrinkage must be 'auto' or in [0, 1], got {self.shrinkage!r}")
         n, q = data.n_sites, data.n_states
         obs = data.observed.astype(float)
         onehot = (data.states[:, :, None] == np.arange(q)) * obs[:, :, None]
@@ -93,11 +141,24 @@ class ChainMeanField(_ChainFitter):
         joint = (x.T @ x + lam / q**2) / (n_ij + lam)
         pv = p[:, : q - 1].ravel()
         cov = joint - np.outer(pv, pv)
+        within = np.zeros_like(cov)
         for i in range(n):  # within-site block: exact form with the pseudocounted marginals
             sl = slice(i * (q - 1), (i + 1) * (q - 1))
-            cov[sl, sl] = np.diag(p[i, : q - 1]) - np.outer(p[i, : q - 1], p[i, : q - 1])
-        cov += 1e-8 * np.eye(cov.shape[0])
-        inv = np.linalg.inv(cov)
+            within[sl, sl] = np.diag(p[i, : q - 1]) - np.outer(p[i, : q - 1], p[i, : q - 1])
+            cov[sl, sl] = 0.0
+        shrink = _shrinkage_intensity(x, valid.astype(bool), q - 1) if self.shrinkage == "auto" \
+            else float(self.shrinkage)
+        # the pseudocounted, pairwise-complete C need not be positive definite: shrink further if not
+        while True:
+            try:
+                chol = scipy.linalg.cho_factor(within + (1 - shrink) * cov, lower=True, check_finite=False)
+                break
+            except np.linalg.LinAlgError:
+                if shrink >= 1:
+                    raise
+                shrink = min(1.0, shrink + 0.5 * (1 - shrink) + 0.01)
+        self.shrinkage_ = shrink
+        inv = scipy.linalg.cho_solve(chol, np.eye(cov.shape[0]), check_finite=False)
         big_r = par.max_range
         couplings = np.zeros((big_r, n - 1, q, q))
         for r in range(1, big_r + 1):
@@ -116,4 +177,5 @@ class ChainMeanField(_ChainFitter):
         fields, couplings = zero_sum_gauge(fields, couplings)
         theta = par.project(fields, couplings)
         return self._finish(data, par, theta, success=True, n_iter=0,
-                            message="closed-form naive mean-field inversion")
+                            message=f"closed-form naive mean-field inversion (between-site covariances "
+                                    f"shrunk by {shrink:.3f})")

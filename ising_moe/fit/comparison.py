@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from .._util import as_int
-from ..errors import InvalidParameterError, SparseDataWarning
+from ..errors import ConvergenceWarning, InvalidParameterError, SparseDataWarning
 from ..exact import solve
 from .baselines import ChainMeanField, ChainPseudoLikelihood
 from .data import ChainData
 from .indicators import IndicatorComparison
 from .max_likelihood import ChainMaxLikelihood, IndependentSites
-from .result import ChainFitResult
+from .result import ChainFitResult, StandardErrors
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,15 @@ class LayerComparison:
     fitted_correlation : dict of str -> ndarray of shape (R + 1,)
         Exact ``C(r)`` of each fitted chain.
     xi_fitted : dict of str -> float
-        Correlation length of the fitted chains' ``C(r)`` on the empirical window.
+        Correlation length of the fitted chains' ``C(r)`` on the empirical window: 0 for a model
+        without couplings (by definition), NaN where it is not supported (see ``xi_fitted_note``).
+    xi_fitted_note : dict of str -> str
+        Why ``xi_fitted`` is 0 or NaN (empty when it is a fitted value).
     xi_spectral : dict of str -> float
-        Bulk transfer-matrix ``xi`` of the fitted couplings with position-averaged fields.
+        Bulk transfer-matrix ``xi`` of the fitted couplings with position-averaged fields (0 and
+        NaN as ``xi_fitted``).
+    main : str
+        The variant whose xi is bootstrapped and checked by Monte Carlo.
     xi_fitted_error : float
         Bootstrap error of the main variant's ``xi_fitted``.
     residual_z : ndarray
@@ -134,6 +140,9 @@ class LayerComparison:
     hidden_fraction: float = 0.0
     bootstrap_xi: np.ndarray = field(default_factory=lambda: np.zeros(0))
     indicators: IndicatorComparison | None = None
+    xi_fitted_note: dict = field(default_factory=dict)
+    main: str = ""
+    drops: Any = None
 
 
 def _fitted_xi(corr_model, window, sigma):
@@ -149,8 +158,29 @@ def _fitted_xi(corr_model, window, sigma):
     return float(fit_exponential(r[keep], c[keep][None, :], np.maximum(sigma[lo: hi + 1][keep], 1e-12))[1][0])
 
 
+def _xi_of_fit(result: ChainFitResult, corr_model, window, sigma) -> tuple[float, str]:
+    """``xi`` of a fitted chain with the reason when it is not a fitted number.
+
+    A chain without couplings has independent sites: ``xi = 0`` by definition (an exponential fit
+    to its ``C(r)`` would fit rounding noise). A fit that failed or did not converge supports no
+    ``xi``: NaN.
+    """
+    if result.error:
+        return math.nan, "fit failed"
+    if result.couplings_variant == "none":
+        return 0.0, "no couplings: xi = 0 by definition"
+    if not result.success:
+        return math.nan, "fit did not converge"
+    xi = _fitted_xi(corr_model, window, sigma)
+    if not math.isfinite(xi):
+        return math.nan, "fitted C(r) not positive on the window"
+    return xi, ""
+
+
 def _bulk_xi(result: ChainFitResult) -> float:
     """Spectral ``xi`` of the homogeneous chain with the fitted couplings and mean fields."""
+    if result.couplings_variant == "none":
+        return 0.0
     if result.max_range != 1 or result.couplings.shape[1] != 1:
         return math.nan
     from ..chain import PottsChain
@@ -162,10 +192,9 @@ def _bulk_xi(result: ChainFitResult) -> float:
 
 
 def _model_correlation(result: ChainFitResult, n_sites: int, max_distance: int) -> np.ndarray:
-    model = result.model(n_sites)
-    if result.max_range > 1:
+    if result.max_range > 1 or result.error:
         return np.full(max_distance + 1, np.nan)
-    return solve(model).correlation_function(max_distance)
+    return solve(result.model(n_sites)).correlation_function(max_distance)
 
 
 def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=DEFAULT_VARIANTS,
@@ -216,15 +245,27 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     test_tokens = test_data.n_tokens
     for name in names:
         fitter = variant_fitter(name, n_states)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SparseDataWarning)
-            fitter.fit(train_data)
+        try:
+            with warnings.catch_warnings():  # both are reported in the summary (sparse cells, "n.c.")
+                warnings.simplefilter("ignore", SparseDataWarning)
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fitter.fit(train_data)
+        except Exception as exc:  # one failing variant is reported as failed, never aborts the others
+            if name == "independent":
+                raise
+            log.warning("layer %s: variant %s failed: %s", layer, name, exc)
+            fits[name] = ChainFitResult.failed(fitter, n, n_states, train_data.n_tokens, exc)
+            heldout[name] = math.nan
+            continue
         fits[name] = fitter.result_
         ll = fitter.log_likelihood(test_data.states, test_data.observed, test_data.lengths)
         per_seq[name] = ll
         heldout[name] = float(ll.sum() / test_tokens)
     gain, gain_error = {}, {}
     for name in names:
+        if name not in per_seq:
+            gain[name] = gain_error[name] = math.nan
+            continue
         d = per_seq[name] - per_seq["independent"]
         gain[name] = float(d.sum() / test_tokens)
         gain_error[name] = float(math.sqrt(len(d)) * d.std(ddof=1) / test_tokens) if len(d) > 1 else math.nan
@@ -233,14 +274,15 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     corr = correlation_function(states, mask, n_states, max_distance, (), 4, rng)
     xi_emp = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence, rng=rng)
     window = xi_emp.window if xi_emp.window[1] >= 2 else (1, min(max_distance, 8))
-    fitted_corr, xi_fit, xi_spec = {}, {}, {}
+    fitted_corr, xi_fit, xi_spec, xi_note = {}, {}, {}, {}
     for name, res in fits.items():
         fitted_corr[name] = _model_correlation(res, n, max_distance)
-        xi_fit[name] = _fitted_xi(fitted_corr[name], window, corr.errors)
-        xi_spec[name] = _bulk_xi(res)
-    main = next((v for v in MAIN_PRIORITY if v in fits), names[-1])
+        xi_fit[name], xi_note[name] = _xi_of_fit(res, fitted_corr[name], window, corr.errors)
+        xi_spec[name] = _bulk_xi(res) if math.isfinite(xi_fit[name]) else xi_fit[name]
+    main = next((v for v in MAIN_PRIORITY if v in fits and not fits[v].error), names[-1])
     boot, boot_theta = [], []
-    if n_bootstrap and main in fits and fits[main].max_range == 1:
+    main_ok = main in fits and not fits[main].error and fits[main].max_range == 1
+    if n_bootstrap and main_ok:
         for _ in range(n_bootstrap):
             rows = rng.integers(0, len(train), size=len(train))
             fitter = variant_fitter(main, n_states)
@@ -252,17 +294,21 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
             boot_theta.append(fitter.result_.theta)
     boot = np.array(boot)
     if len(boot_theta) > 1:  # parameter errors of the main variant from the same refits
-        stderr = np.std(boot_theta, axis=0, ddof=1)
-        f_err, c_err = fits[main].parametrization().expand_stderr(stderr)
-        message = fits[main].message + f"; errors from {len(boot_theta)} bootstrap refits"
-        fits[main] = dataclasses.replace(fits[main], theta_stderr=stderr, fields_stderr=f_err,
-                                         couplings_stderr=c_err, message=message)
+        par = fits[main].parametrization()
+        expanded = [par.expand(t) for t in boot_theta]  # per-entry spread: all covariances included
+        errors = StandardErrors(par, theta=np.std(boot_theta, axis=0, ddof=1),
+                                fields=np.std([e[0] for e in expanded], axis=0, ddof=1),
+                                couplings=np.std([e[1] for e in expanded], axis=0, ddof=1),
+                                message=f"spread of {len(boot_theta)} bootstrap refits")
+        fits[main] = dataclasses.replace(fits[main], errors=errors,
+                                         message=fits[main].message + f"; errors from {len(boot_theta)} "
+                                                                      "bootstrap refits")
     xi_fit_error = float(np.nanstd(boot, ddof=1)) if np.isfinite(boot).sum() > 1 else math.nan
     residual = np.zeros(0)
     if main in fitted_corr and np.all(np.isfinite(fitted_corr[main])):
         residual = ((corr.values - fitted_corr[main]) / np.maximum(corr.errors, 1e-300))[1:]
     mc_corr = mc_z = None
-    if mc_sweeps and main in fits and fits[main].max_range == 1:
+    if mc_sweeps and main_ok:
         model = fits[main].model(n)
         run = simulate(model, "heat-bath", mc_sweeps, n_chains=4, n_burnin=min(200, mc_sweeps), rng=rng,
                        max_distance=max_distance)
@@ -273,5 +319,5 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
         layer=layer, n_states=n_states, n_train=len(train), n_test=len(test), fits=fits, heldout=heldout,
         gain=gain, gain_error=gain_error, empirical=corr.values, empirical_error=corr.errors,
         empirical_null=corr.null, xi_empirical=xi_emp, fitted_correlation=fitted_corr, xi_fitted=xi_fit,
-        xi_spectral=xi_spec, xi_fitted_error=xi_fit_error, residual_z=residual, mc_correlation=mc_corr,
+        xi_spectral=xi_spec, xi_fitted_note=xi_note, main=main, xi_fitted_error=xi_fit_error, residual_z=residual, mc_correlation=mc_corr,
         mc_overlap_z=mc_z, hidden_fraction=hidden_fraction, bootstrap_xi=boot)

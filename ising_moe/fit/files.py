@@ -23,8 +23,13 @@ def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_
                    attrs=attrs) as f:
         for lc in report.layers:
             g = f.create_group(f"layer_{lc.layer}")
-            for key in ("layer", "n_states", "n_train", "n_test", "hidden_fraction", "xi_fitted_error"):
+            for key in ("layer", "n_states", "n_train", "n_test", "hidden_fraction", "xi_fitted_error", "main"):
                 g.attrs[key] = getattr(lc, key)
+            if lc.drops is not None:  # Switch capacity drops: position effect they produce (bits/token)
+                d = g.create_group("drops")
+                for key, value in lc.drops.__dict__.items():
+                    d.attrs[key] = value
+                d.attrs["sentence"] = lc.drops.sentence()
             xi = lc.xi_empirical
             g.attrs["xi_empirical"] = xi.xi
             g.attrs["xi_empirical_error"] = xi.error
@@ -47,8 +52,10 @@ def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_
                 v = g.create_group(f"variant_{name}")
                 for key in ("method", "fields_variant", "couplings_variant", "max_range", "success", "message",
                             "n_iter", "log_likelihood", "n_tokens", "n_parameters", "aic", "bic", "l2",
-                            "sparse_cells"):
+                            "sparse_cells", "error"):
                     v.attrs[key] = getattr(res, key)
+                v.attrs["failed"] = bool(res.error)
+                v.attrs["xi_fitted_note"] = lc.xi_fitted_note.get(name, "")
                 v.attrs["heldout_ll_per_token"] = lc.heldout[name]
                 v.attrs["heldout_gain"] = lc.gain[name]
                 v.attrs["heldout_gain_error"] = lc.gain_error[name]

@@ -191,34 +191,6 @@ class _MLObjective:
         pen, pen_grad = self._penalty(theta)
         return (-ll + pen) * self.scale, (-grad + pen_grad) * self.scale
 
-    def standard_errors(self, theta) -> np.ndarray:
-        """Square roots of the diagonal of ``(F + prior precision)^-1`` (F by central differences of
-        the model moments: the expected information of complete data)."""
-        p = theta.size
-        fisher = np.empty((p, p))
-        for k in range(p):
-            step = 1e-5 * max(1.0, abs(theta[k]))
-            plus, minus = theta.copy(), theta.copy()
-            plus[k] += step
-            minus[k] -= step
-            gp = self.par.adjoint(*self._model_moments(*self.par.expand(plus))[1:])
-            gm = self.par.adjoint(*self._model_moments(*self.par.expand(minus))[1:])
-            fisher[:, k] = (gp - gm) / (2 * step)
-        fisher = 0.5 * (fisher + fisher.T)
-        precision = fisher + self.l2 * np.eye(p)
-        if self.smoothing and self.par.fields == "position":
-            precision += self._penalty_hessian()
-        try:
-            cov = np.linalg.inv(precision)
-        except np.linalg.LinAlgError:
-            return np.full(p, np.nan)
-        return np.sqrt(np.clip(np.diag(cov), 0, None))
-
-    def _penalty_hessian(self):
-        q = self.par.n_states
-        n = self.par.n_sites
-        d = np.diff(np.eye(n), axis=0)
-        lap = self.smoothing * d.T @ d
-        hess = np.zeros((self.par.n_params, self.par.n_params))
-        hess[: self.par.n_field_params, : self.par.n_field_params] = np.kron(lap, np.eye(q - 1))
-        return hess
+    def moment_response(self, theta):
+        """Model moments in ``theta`` coordinates (the gradient of ``sum_L c_L log Z_L``)."""
+        return self.par.adjoint(*self._model_moments(*self.par.expand(theta))[1:])

@@ -230,17 +230,57 @@ class ChainParametrization:
                 parts.append((g_c.reshape(*self.coupling_shape[:2], q * q) @ self._c).ravel())
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def expand_stderr(self, theta_stderr: np.ndarray):
-        """Standard errors of the expanded fields and couplings from independent errors of ``theta``.
+    def coupling_jacobian(self) -> np.ndarray:
+        """``d vec(J_r) / d theta`` of one coupling group, shape (q * q, parameters per group)."""
+        q = self.n_states
+        if self.couplings.startswith("potts"):
+            return self._p.reshape(q * q, 1)
+        if self.couplings.startswith("full"):
+            return np.kron(self._b, self._b) if self.zero_sum_couplings else self._c
+        return np.zeros((q * q, 0))
 
-        Each expanded entry is linear in ``theta``: its variance is ``sum_k (d entry / d theta_k)^2
-        sigma_k^2`` (correlations between the ``theta`` errors are neglected).
+    def covariance_blocks(self, covariance: np.ndarray):
+        """The diagonal blocks of a ``theta`` covariance that per-entry errors need: field groups
+        (G, q - 1, q - 1) and coupling groups (R * n_c, k, k)."""
+        cov = np.asarray(covariance, dtype=float)
+        if cov.shape != (self.n_params, self.n_params):
+            raise InvalidParameterError(f"covariance must have shape {(self.n_params,) * 2}, got {cov.shape}")
+        k = self.n_states - 1
+        idx = np.arange(self.n_field_params).reshape(self.n_field_groups, k)
+        fields = cov[idx[:, :, None], idx[:, None, :]]
+        kc = self._per_coupling if self.couplings != "none" else 0
+        n_groups = self.max_range * self.n_coupling_groups if kc else 0
+        idx = self.n_field_params + np.arange(n_groups * kc).reshape(n_groups, kc)
+        return fields, cov[idx[:, :, None], idx[:, None, :]]
+
+    def expand_stderr(self, field_blocks: np.ndarray, coupling_blocks: np.ndarray):
+        """Standard errors of the expanded fields and couplings from the covariance of ``theta``.
+
+        Every expanded entry is linear in the parameters of one group only (a field group's
+        ``q - 1`` parameters, or one coupling matrix's): ``h_i = B theta_g``, ``vec J = K theta_c``.
+        Its variance is therefore the diagonal of ``A Sigma_gg A^T`` with ``Sigma_gg`` the group's
+        diagonal block of the covariance (all covariances inside the block kept: dropping them
+        makes per-state errors wrong entry by entry).
+
+        Parameters
+        ----------
+        field_blocks : ndarray of shape (n_field_groups, q - 1, q - 1)
+        coupling_blocks : ndarray of shape (R * n_c, k, k)
+            As returned by :meth:`covariance_blocks`.
+
+        Returns
+        -------
+        fields_stderr : ndarray of shape (n_sites, q)
+        couplings_stderr : ndarray of shape (R, n_c, q, q)
         """
-        h_var, j_var = (np.zeros_like(a) for a in self.expand(np.zeros(self.n_params)))
-        for k in np.flatnonzero(np.isfinite(theta_stderr) & (theta_stderr > 0)):
-            unit = np.zeros(self.n_params)
-            unit[k] = theta_stderr[k]
-            h, j = self.expand(unit)
-            h_var += h * h
-            j_var += j * j
-        return np.sqrt(h_var), np.sqrt(j_var)
+        q = self.n_states
+        h_err = np.zeros((self.n_sites, q))
+        if self.n_field_groups:
+            var = np.einsum("ac,gcd,ad->ga", self._b, field_blocks, self._b)
+            h_err = np.sqrt(np.clip(var, 0, None))[self.field_group()]
+        j_err = np.zeros(self.coupling_shape)
+        if self.couplings != "none" and self._per_coupling:
+            jac = self.coupling_jacobian()
+            var = np.einsum("ec,gcd,ed->ge", jac, coupling_blocks, jac)
+            j_err = np.sqrt(np.clip(var, 0, None)).reshape(self.coupling_shape)
+        return h_err, j_err

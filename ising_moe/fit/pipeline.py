@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._util import as_int
+from ..data import DROPPED_POLICIES
+from ..errors import InvalidParameterError
 from .comparison import (
     DEFAULT_VARIANTS,
     MAIN_PRIORITY,
@@ -16,6 +18,7 @@ from .comparison import (
     compare_layer,
     variant_fitter,
 )
+from .drops import drop_position_effect
 from .indicators import compare_indicators
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,7 @@ class FitReport:
 
 
 def _layer_job(args):
-    states, mask, lengths, n_states, layer, kwargs, threads, topk = args
+    states, mask, lengths, n_states, layer, kwargs, threads, topk, both = args
     if threads:
         import numba
 
@@ -43,6 +46,11 @@ def _layer_job(args):
         indicators = compare_indicators(experts, topk_mask, lengths, n_experts,
                                         test_fraction=kwargs["test_fraction"], seed=kwargs["seed"])
         result = dataclasses.replace(result, indicators=indicators)
+    if both is not None:
+        router, excluded, n_experts = both
+        drops = drop_position_effect(router, excluded, lengths, n_experts, test_fraction=kwargs["test_fraction"],
+                                     seed=kwargs["seed"])
+        result = dataclasses.replace(result, drops=drops)
     return result
 
 
@@ -53,7 +61,7 @@ def default_variants(n_states: int) -> list[str]:
 
 
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
-                    max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "exclude",
+                    max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "router",
                     indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
 
@@ -63,6 +71,13 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     indicator is also fitted as an Ising chain (:func:`compare_indicators`). Layers run in
     ``processes`` worker processes (each layer's seed is spawned from ``seed``, so results do not
     depend on it).
+
+    ``dropped`` (Switch capacity drops): ``"router"`` (default) fits what the router wants, every
+    token at the router's choice. Drops are not missing at random (a token is dropped because its
+    expert is full), so ``"exclude"`` creates position dependence that the router does not have;
+    with ``"router"`` the fit and ``isingmoe measure`` (same default) describe the same sequences.
+    For data with drops each layer also gets a :class:`~ising_moe.fit.drops.DropEffect`: how much
+    of the position effect the drops themselves produce.
     """
     from tqdm.auto import tqdm
 
@@ -81,18 +96,31 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
               "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}
     jobs = []
+    if not 0 < test_fraction < 1:
+        raise InvalidParameterError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if dropped not in DROPPED_POLICIES:
+        raise InvalidParameterError(f"dropped must be one of {DROPPED_POLICIES}, got {dropped!r}")
     for layer, ss in zip(layer_ids, seeds):
         x, m, q = data.states(layer, dropped=dropped)
         # chain length: the sequence's tokens (padding excluded); dropped tokens inside are hidden sites
         lengths = data.mask.shape[1] - np.argmax(data.mask[:, ::-1], axis=1)
         keep = m.any(axis=1) & (lengths >= 2)
+        if keep.sum() < 3:
+            raise InvalidParameterError(
+                f"layer {layer}: only {int(keep.sum())} of {len(keep)} sequences have two or more valid tokens; "
+                "a chain fit needs sequences of at least two tokens, and at least 3 of them (training and "
+                "held-out): extract longer sequences (--max-length) or more of them")
+        both = None  # the layer under both drop policies, for the DropEffect
+        if data.dropped is not None and data.dropped[:, data.layer_index(layer)].any():
+            both = (*((xx[keep], mm[keep]) for xx, mm, _ in (data.states(layer, dropped=policy)
+                                                               for policy in ("router", "exclude"))), data.n_experts)
         job_kwargs = {**kwargs, "seed": int(ss.generate_state(1)[0])}
         topk = None
         if data.top_k > 1 and indicators:
             li = data.layer_index(layer)
             topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
             topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
-        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk))
+        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk, both))
     results = []
     if processes > 1 and len(jobs) > 1:
         import multiprocessing

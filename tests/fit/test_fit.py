@@ -243,7 +243,7 @@ def test_fit_cli_end_to_end(tmp_path):
     doc = json.loads(r.output[r.output.index("{"):])
     assert "RANDOM-INIT" in doc["note"] and len(doc["layers"]) == 2
     layer = doc["layers"][0]
-    assert layer["heldout_gain"]["full"] > 0  # the chain couplings help on chain data
+    assert layer["heldout_gain_bits_per_token"]["full"] > 0  # the chain couplings help on chain data
     assert abs(layer["xi_fitted"]["full"] - layer["xi_empirical"]) < 5 * max(layer["xi_empirical_error"], 0.05)
     assert layer["mc_max_abs_z"] < 5
     for name in ("fit.h5", "summary.json", "correlation.png", "xi.pdf", "fields.png", "couplings.png",

@@ -299,7 +299,7 @@ def _drawn_finite(fig):
 def test_measure_figures_name_the_subject_and_draw_no_failed_value(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from ising_moe import report_measure as report
+    from ising_moe.report import measure as report
 
     chain = load_experts(_dataset(tmp_path))
     experts = chain.experts.copy()

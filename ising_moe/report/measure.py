@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plot import (
+from ..plot import (
     figure_grid,
     plot_correlation,
     plot_probe,

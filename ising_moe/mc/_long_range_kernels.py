@@ -17,6 +17,7 @@ from ._kernels import (
     WOLFF,
     _record,
     _row,
+    lazy_flip_accepted,
     next_below,
     next_double,
 )
@@ -52,16 +53,25 @@ def _lr_log_weight(spins, i, a, lf, lj, periodic):
 
 @njit
 def lr_metropolis_sweep(spins, st, lf, lj, periodic, random_order):
-    """Metropolis sweep of a long-range chain (``O(R)`` per update)."""
+    """Metropolis sweep of a long-range chain (``O(R)`` per update).
+
+    Same rule as :func:`~._kernels.metropolis_sweep`, including the lazy flip proposal of
+    sequential ``q = 2`` sweeps (zero-energy moves would otherwise be transported deterministically).
+    """
     n = spins.shape[0]
     q = lf.shape[1]
+    lazy = q == 2 and not random_order
     accepted = 0
     for step in range(n):
         i = next_below(st, n) if random_order else step
         old = spins[i]
-        new = (old + 1 + next_below(st, q - 1)) % q
+        new = 1 - old if q == 2 else (old + 1 + next_below(st, q - 1)) % q
         dlog = _lr_log_weight(spins, i, new, lf, lj, periodic) - _lr_log_weight(spins, i, old, lf, lj, periodic)
-        if dlog >= 0.0 or next_double(st) < np.exp(dlog):
+        if lazy:
+            ok = lazy_flip_accepted(st, min(np.exp(dlog), 1.0), 1.0)
+        else:
+            ok = dlog >= 0.0 or next_double(st) < np.exp(dlog)
+        if ok:
             spins[i] = new
             accepted += 1
     return accepted

@@ -8,7 +8,9 @@
 
 Updates
 -------
-``metropolis``         sequential single-spin Metropolis (propose one of the ``q - 1`` other states)
+``metropolis``         sequential single-spin Metropolis (propose one of the ``q - 1`` other states;
+                       for q = 2 the flip is proposed with probability 1/2, which keeps the sweep
+                       ergodic at zero field: see :func:`~ising_moe.mc._kernels.metropolis_sweep`)
 ``metropolis-random``  the same at randomly chosen sites
 ``heat-bath``          sequential single-spin Gibbs updates
 ``swendsen-wang``      Swendsen-Wang clusters (nearest-neighbour chains only)

@@ -33,7 +33,15 @@ __all__ = [
     "split_rhat",
     "effective_sample_size",
     "estimate",
+    "MIN_N_OVER_TAU",
+    "MAX_RHAT",
 ]
+
+
+#: a chain shorter than this many autocorrelation times gives too small errors
+MIN_N_OVER_TAU = 50
+#: split R-hat above this means the chains have not mixed
+MAX_RHAT = 1.01
 
 
 def _as_chains(x) -> np.ndarray:
@@ -147,6 +155,8 @@ class Stats:
         Split R-hat over chains (``nan`` for one chain).
     n : int
         Number of samples (all chains).
+    n_chains : int
+        Number of chains.
     """
 
     mean: float
@@ -155,6 +165,23 @@ class Stats:
     ess: float
     rhat: float
     n: int
+    n_chains: int = 1
+
+    @property
+    def n_over_tau(self) -> float:
+        """Samples per chain over ``tau``: below :data:`MIN_N_OVER_TAU` ``tau`` and the error are
+        underestimated (at ``n / tau ~ 10`` the error is about half the true one)."""
+        return self.n / self.n_chains / self.tau
+
+    def problems(self) -> list[str]:
+        """Reasons not to trust the error bar (empty when none): a run shorter than
+        ``MIN_N_OVER_TAU`` autocorrelation times per chain, or split R-hat above :data:`MAX_RHAT`."""
+        out = []
+        if self.n_over_tau < MIN_N_OVER_TAU:
+            out.append(f"n/tau = {self.n_over_tau:.3g} < {MIN_N_OVER_TAU}")
+        if self.rhat > MAX_RHAT:  # nan (one chain) compares False
+            out.append(f"R-hat = {self.rhat:.3g} > {MAX_RHAT}")
+        return out
 
     def z_score(self, value: float) -> float:
         """``(mean - value) / error``."""
@@ -173,4 +200,5 @@ def estimate(x) -> Stats:
     var = arr.var(ddof=1) if arr.size > 1 else 0.0
     error = math.sqrt(var * tau / arr.size)
     rhat = split_rhat(arr) if arr.shape[0] > 1 and arr.shape[1] >= 4 else float("nan")
-    return Stats(mean=float(arr.mean()), error=float(error), tau=tau, ess=arr.size / tau, rhat=rhat, n=arr.size)
+    return Stats(mean=float(arr.mean()), error=float(error), tau=tau, ess=arr.size / tau, rhat=rhat, n=arr.size,
+                 n_chains=arr.shape[0])

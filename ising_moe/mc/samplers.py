@@ -92,9 +92,18 @@ class ChainState:
             self.wolff_updates = np.zeros(self.spins.shape[0], dtype=np.int64)
 
     @classmethod
-    def initial(cls, model, n_chains: int = 4, rng: RngLike = None, start: str = "random") -> ChainState:
-        """Fresh chains: random (``start="random"``) or all-zero (``"ordered"``) spins."""
+    def initial(cls, model, n_chains: int = 4, rng: RngLike = None, start: str = "dispersed") -> ChainState:
+        """Fresh chains.
+
+        ``start="dispersed"`` (default): chain ``c`` starts ordered in state ``(c // 2) % q`` when
+        ``c`` is even and from random spins when ``c`` is odd (4 chains of an Ising chain: all 0,
+        random, all 1, random). Chains that cannot leave the mode they started in then disagree,
+        and split R-hat sees it; from one common start every chain could sit in the same wrong
+        mode with R-hat = 1. ``"random"``: every chain random; ``"ordered"``: every chain all 0.
+        """
         n_chains = as_int(n_chains, "n_chains", minimum=1)
+        if start not in ("dispersed", "random", "ordered"):
+            raise InvalidParameterError(f"start must be 'dispersed', 'random' or 'ordered', got {start!r}")
         children = as_generator(rng).spawn(n_chains)
         states = np.empty((n_chains, 4), dtype=np.uint64)
         spins = np.zeros((n_chains, model.n_sites), dtype=np.int32)
@@ -102,10 +111,10 @@ class ChainState:
             states[c] = child.integers(0, 2**64, size=4, dtype=np.uint64, endpoint=False)
             if not states[c].any():
                 states[c, 0] = 1  # the all-zero state is xoshiro's only fixed point
-            if start == "random":
+            if start == "random" or (start == "dispersed" and c % 2 == 1):
                 spins[c] = child.integers(0, model.n_states, size=model.n_sites)
-            elif start != "ordered":
-                raise InvalidParameterError(f"start must be 'random' or 'ordered', got {start!r}")
+            elif start == "dispersed":
+                spins[c] = (c // 2) % model.n_states
         return cls(spins, states, 0)
 
     def copy(self) -> ChainState:
@@ -251,7 +260,7 @@ def _log_range_check(lj, lf) -> None:
 
 def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-bath", n_sweeps: int = 1000, *,
              n_chains: int = 4, n_burnin: int = 100, rng: RngLike = None, state: ChainState | None = None,
-             max_distance: int = 0, save_every: int = 0, start: str = "random") -> MCResult:
+             max_distance: int = 0, save_every: int = 0, start: str = "dispersed") -> MCResult:
     """Run ``n_chains`` independent Markov chains and measure after every sweep.
 
     Parameters
@@ -277,8 +286,10 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
         Measure the same-state overlap up to this distance.
     save_every : int, default 0
         Save the configuration every that many sweeps (0: never).
-    start : {"random", "ordered"}
-        Initial spins of fresh chains.
+    start : {"dispersed", "random", "ordered"}
+        Initial spins of fresh chains (see :meth:`ChainState.initial`): by default half of the
+        chains start in different ordered states and half from random spins, so that R-hat can
+        detect chains stuck in different modes.
     """
     sampler = sampler if isinstance(sampler, Sampler) else Sampler(sampler)
     if not isinstance(model, (PottsChain, LongRangeChain)):

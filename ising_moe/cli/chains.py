@@ -100,10 +100,11 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
     from ..chain import PottsChain
     from ..exact import solve
     from ..io import atomic_h5, write_array
+    from .._util import as_int
     from ..mc.resources import check_cost, exact_cost
 
-    if n_sites < 2 or n_states < 2:
-        raise InvalidParameterError(f"need --n-sites >= 2 and --n-states >= 2, got {n_sites} and {n_states}")
+    as_int(n_states, "n_states", minimum=2)
+    as_int(n_sites, "n_sites", minimum=2)
     check_cost(*exact_cost(n_sites, 2 if ising else n_states, periodic), "this exact solution")
     if ising:
         if field is not None and "," in field:

@@ -152,8 +152,9 @@ def lr_wolff_sweep(spins, st, lf, bond_p, periodic, in_cluster, stack, n_updates
 
 
 @njit
-def lr_energy(spins, fields, couplings, periodic):
-    """``E(s)`` of a long-range chain (without beta)."""
+def lr_energy(spins, fields, couplings, periodic, occupation):
+    """``E(s)`` of a long-range chain (without beta); ``occupation`` is unused (the signature of
+    :func:`~._kernels.nn_energy`)."""
     n = spins.shape[0]
     e = 0.0
     for i in range(n):
@@ -196,6 +197,7 @@ def run_long_range(kind, spins, states, lf, lj, bond_p, fields, couplings, perio
             if sweep < n_burnin:
                 continue
             acc += a
-            _record(row, sweep - n_burnin, lr_energy(row, fields, couplings, periodic), periodic, save_every,
-                    energy[c], occupation[c], overlap[c], site_counts[c], snapshots[c])
+            t = sweep - n_burnin
+            _record(row, t, periodic, save_every, occupation[c], overlap[c], site_counts[c], snapshots[c])
+            energy[c, t] = lr_energy(row, fields, couplings, periodic, occupation[c, t])
         accepted[c] = acc

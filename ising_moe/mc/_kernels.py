@@ -16,8 +16,9 @@ Model arrays (all ``beta`` already applied where the name says ``log``):
 
 Observables written per measured sweep ``t`` of chain ``c``: ``energy[c, t]`` (``E`` without
 beta), ``occupation[c, t, a]`` (number of sites in state ``a``), ``overlap[c, t, r]`` (fraction of
-pairs ``(i, i + r)`` in the same state, ``r = 0..R``), ``site_counts[c, a, i] += 1[s_i = a]``
-(state-major; for q = 2 only row 1 is counted and the wrapper sets row 0), and every
+pairs ``(i, i + r)`` in the same state, ``r = 0..R``), ``site_counts[c, i, a] += 1[s_i = a]``
+(for q = 2 state-major, ``site_counts[c, a, i]``, and only row 1 is counted: a vectorised sum;
+the wrapper sets row 0 and transposes), and every
 ``save_every`` sweeps the configuration into ``snapshots``. Measurements cost about 1 ns per site
 (bench_mc.py): branch-free loops the compiler vectorises, no long serial sums.
 """
@@ -367,7 +368,7 @@ def _measure(spins, periodic, t, occupation, overlap, site_counts):
         for i in range(n):
             s = spins[i]
             hist[(i & 3) * q + s] += 1
-            site_counts[s, i] += 1
+            site_counts[i, s] += 1
         for a in range(q):
             occupation[t, a] = hist[a] + hist[q + a] + hist[2 * q + a] + hist[3 * q + a]
     n_r = overlap.shape[1]
@@ -408,9 +409,10 @@ def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, coupl
         row = spins[c]
         st = states[c]
         buf = np.empty(q)
-        labels = np.empty(n, dtype=np.int64)
-        new_state = np.empty(n, dtype=np.int64)
-        cluster_logw = np.empty((n, q))
+        m = n if kind == SWENDSEN_WANG else 0  # cluster buffers only where they are used
+        labels = np.empty(m, dtype=np.int64)
+        new_state = np.empty(m, dtype=np.int64)
+        cluster_logw = np.empty((m, q))
         visits = np.zeros(2, dtype=np.int64)
         acc = 0
         for sweep in range(n_burnin + n_sweeps):

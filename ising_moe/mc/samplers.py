@@ -340,7 +340,7 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
     energy = np.zeros((n_chains, n_sweeps))
     occupation = np.zeros((n_chains, n_sweeps, q), dtype=np.int32)
     overlap = np.zeros((n_chains, n_sweeps, n_r))
-    site_counts = np.zeros((n_chains, q, n), dtype=np.int64)  # state-major in the kernels
+    site_counts = np.zeros((n_chains, q, n) if q == 2 else (n_chains, n, q), dtype=np.int64)  # see _kernels
     n_saved = n_sweeps // save_every if save_every else 0
     snapshots = np.zeros((n_chains, n_saved, n), dtype=np.int32)
     accepted = np.zeros(n_chains, dtype=np.int64)
@@ -355,9 +355,9 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
                                 model.periodic, n_burnin, save_every, energy, occupation, overlap,
                                 site_counts, snapshots, accepted, state.wolff_updates)
     state.n_sweeps += n_burnin + n_sweeps
-    if q == 2:  # the kernels count state 1 only
+    if q == 2:  # state-major, and the kernels count state 1 only
         site_counts[:, 0] = n_sweeps - site_counts[:, 1]
-    site_counts = np.ascontiguousarray(site_counts.transpose(0, 2, 1))
+        site_counts = np.ascontiguousarray(site_counts.transpose(0, 2, 1))
     if sampler.update == "heat-bath":
         acceptance = np.ones(n_chains)
     elif sampler.update == "wolff":

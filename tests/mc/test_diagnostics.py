@@ -70,3 +70,17 @@ def test_measurements_equal_direct_computation_from_configurations():
             same = (conf == np.roll(conf, -r, axis=2)).mean(axis=2) if model.periodic else \
                 (conf[..., : n - r] == conf[..., r:]).mean(axis=2)
             np.testing.assert_allclose(run.overlap[..., r], same, rtol=1e-15)
+
+
+def test_wolff_whole_chain_flips_keep_an_honest_error():
+    """Strongly coupled ring with a weak field: Wolff flips the whole chain almost every sweep, so
+    occupation:1 alternates between ~p and ~1-p (period-2 dynamics). The old windowed tau was
+    negative, floored at 1e-12: error 5e-9 against a spread of 3e-3 over seeds (z sd ~6e5)."""
+    model = PottsChain.ising(32, coupling=6.0, field=0.01, periodic=True)
+    exact = exact_observables(model)["occupation:1"]
+    runs = [simulate(model, "wolff", 2000, n_chains=4, n_burnin=100, rng=seed).stats("occupation:1")
+            for seed in range(10)]
+    spread = np.std([s.mean for s in runs], ddof=1)
+    errors = np.array([s.error for s in runs])
+    assert np.all(errors > spread / 3) and np.all(errors < 3 * spread)
+    assert max(abs(s.z_score(exact)) for s in runs) <= 5

@@ -97,10 +97,10 @@ def _emit_safe(payload: dict, as_json: bool, lines: list[str]) -> None:
 def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distance, output, overwrite,
           as_json):
     """Exact transfer-matrix solution: log Z, free energy per site, correlation length."""
+    from .._util import as_int
     from ..chain import PottsChain
     from ..exact import solve
     from ..io import atomic_h5, write_array
-    from .._util import as_int
     from ..mc.resources import check_cost, exact_cost
 
     as_int(n_states, "n_states", minimum=2)
@@ -265,8 +265,8 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
             write_array(f, "marginals", run.marginals(), ("position", "state"))
             write_array(f, "final_spins", run.state.spins, ("chain", "position"))
             f.attrs["summary"] = json.dumps(_json_safe(rows, {}), allow_nan=False)
-    lines = [f"{model!r}, {point['update']}, {point['n_chains']} chains x {point['n_sweeps']} sweeps "
-             "(chains start ordered in different states and at random)",
+    lines = [(f"{model!r}, {point['update']}, {point['n_chains']} chains x {point['n_sweeps']} sweeps "
+              "(chains start ordered in different states and at random)"),
              f"{'observable':<18}{'MC':>26}{'tau':>9}{'n/tau':>9}{'R-hat':>8}{'exact':>12}{'z':>8}"]
     for r in rows:
         st = f"{r['mean']:.6f} ± {r['error']:.6f}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 
-__all__ = ["memory_limit", "exact_cost", "simulation_cost", "check_cost", "MAX_SECONDS"]
+__all__ = ["MAX_SECONDS", "check_cost", "describe_seconds", "exact_cost", "memory_limit", "simulation_cost"]
 
 #: runs estimated to take longer than this are refused (one day)
 MAX_SECONDS = 86_400.0

@@ -102,7 +102,7 @@ def test_refused_up_front_with_one_line(args, message, tmp_path, monkeypatch):
 
 
 def test_large_grid_runs_with_yes_flag_only_past_the_check(tmp_path, monkeypatch):
-    import ising_moe.cli.chains as chains
+    from ising_moe.cli import chains
 
     monkeypatch.setattr(chains, "MAX_POINTS_UNCONFIRMED", 2)
     args = ["sweep", "-n", "8", "--beta", "0.1,0.2,0.3", "--n-sweeps", "50", "--n-burnin", "5",

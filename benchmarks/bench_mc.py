@@ -1,7 +1,8 @@
 """Monte Carlo speed. Prints JSON.
 
 1. ns per attempted single-spin update (Metropolis, heat-bath), q in {2, 8, 64}, n_sites 4096, one
-   thread: ising-moe's kernel (alone, and through ``simulate`` with its per-sweep measurements)
+   thread: ising-moe's kernel (alone, and through ``simulate`` with its per-sweep measurements:
+   the library default, and the overlaps up to distance 8 that ``isingmoe simulate`` measures)
    against a vectorised NumPy checkerboard implementation of the same update and a plain C -O3
    loop (benchmarks/c/single_spin.c, same tables and RNG), all in this run.
 2. Effective samples per second (tau-corrected) of local (heat-bath, Metropolis) and cluster
@@ -28,6 +29,7 @@ from _common import best_time, emit
 from ising_moe import PottsChain
 from ising_moe.mc import _kernels as K
 from ising_moe.mc import simulate
+from ising_moe.mc.sweep import DEFAULTS
 
 HERE = Path(__file__).parent
 
@@ -104,17 +106,25 @@ def single_spin(quick):
             t_kernel = best_time(lambda: _kernel_loop(code, spins, st, wf, wj, sweeps, buf)) / (sweeps * n)
             model = PottsChain.potts(n, q, coupling=1.0, field=np.log(wf))
             simulate(model, kind, 2, n_chains=1, n_burnin=0, rng=0)
-            t_sim = best_time(lambda: simulate(model, kind, sweeps, n_chains=1, n_burnin=0, rng=0)) / (sweeps * n)
+            t_sim = best_time(lambda: simulate(model, kind, sweeps, n_chains=1, n_burnin=0, rng=0), 5) / (sweeps * n)
+            # the measurements `isingmoe simulate` makes by default (overlaps up to its default max_distance)
+            cli_r = DEFAULTS["max_distance"]
+            simulate(model, kind, 2, n_chains=1, n_burnin=0, rng=0, max_distance=cli_r)
+            t_cli = best_time(lambda: simulate(model, kind, sweeps, n_chains=1, n_burnin=0, rng=0,
+                                               max_distance=cli_r), 5) / (sweeps * n)
             np_sweeps = max(2, sweeps // 50)
             t_np = best_time(lambda: numpy_checkerboard(kind, spins.copy(), wf, wj, np_sweeps, rng)) / (np_sweeps * n)
             t_c = c_baseline(kind, q, n, sweeps)
             rows.append({
                 "update": kind, "n_states": q, "n_sites": n,
                 "ns_per_update_kernel": t_kernel * 1e9, "ns_per_update_simulate": t_sim * 1e9,
+                "ns_per_update_simulate_cli_measurements": t_cli * 1e9,
                 "ns_per_update_numpy_checkerboard": t_np * 1e9,
                 "ns_per_update_c_O3": t_c,
                 "speedup_vs_numpy": t_np / t_kernel,
                 "ratio_to_c": None if t_c is None else t_kernel * 1e9 / t_c,
+                "simulate_ratio_to_c": None if t_c is None else t_sim * 1e9 / t_c,
+                "simulate_cli_measurements_ratio_to_c": None if t_c is None else t_cli * 1e9 / t_c,
             })
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     return rows
@@ -165,7 +175,11 @@ def chain_scaling(quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="Shorter runs (smoke test).")
+    parser.add_argument("--single-spin-only", action="store_true", help="Only part 1.")
     args = parser.parse_args()
+    if args.single_spin_only:
+        emit("mc", {"single_spin": single_spin(args.quick)})
+        return
     emit("mc", {"single_spin": single_spin(args.quick), "cluster_vs_local": cluster_vs_local(args.quick),
                 "chain_scaling": chain_scaling(args.quick)})
 

@@ -1,13 +1,19 @@
-"""Error analysis of correlated samples: autocorrelation, blocking, R-hat, effective sample size.
+"""Error analysis of correlated samples: autocorrelation, R-hat, effective sample size.
 
 Conventions: a series ``x`` of shape (n_samples,) or (n_chains, n_samples). The integrated
 autocorrelation time is
 
-.. math:: \\tau = 1 + 2 \\sum_{t=1}^{M} \\rho(t),
+.. math:: \\tau = 1 + 2 \\sum_{t \\ge 1} \\rho(t) = -1 + 2 \\sum_{k \\ge 0} \\Gamma_k, \\qquad
+          \\Gamma_k = \\rho(2k) + \\rho(2k + 1),
 
-with ``rho`` the normalised autocorrelation function (averaged over chains, computed by FFT) and
-Sokal's automatic window: the smallest ``M`` with ``M >= c tau(M)`` (``c = 5``). The error of the
-mean of ``N`` samples in total is ``sqrt(var tau / N)``.
+with ``rho`` the normalised autocorrelation function (averaged over chains, computed by FFT),
+estimated with Geyer's initial monotone sequence: the pair sums ``Gamma_k`` of a reversible chain
+are positive and decreasing, so the sum stops before the first ``Gamma_k <= 0`` and each term is
+replaced by the minimum of those before it. Unlike a window on ``rho`` itself this stays valid for
+anticorrelated series (``rho(1) < 0``, ``tau < 1``: e.g. Wolff flipping a whole chain each sweep).
+A period-2 component (``rho`` alternating without decay) is caught by the same estimate on the
+means of consecutive pairs, and ``tau`` is never reported below the statistical resolution of its
+own estimate, so an error bar cannot collapse to zero (:func:`integrated_time`). The error of the mean of ``N`` samples is ``sqrt(var tau / N)``.
 """
 
 from __future__ import annotations
@@ -18,18 +24,24 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as _fft
 
-from ._util import as_int
 from .errors import InvalidParameterError
 
 __all__ = [
     "Stats",
     "autocorrelation",
     "integrated_time",
-    "blocking_error",
     "split_rhat",
     "effective_sample_size",
     "estimate",
+    "MIN_N_OVER_TAU",
+    "MAX_RHAT",
 ]
+
+
+#: a chain shorter than this many autocorrelation times gives too small errors
+MIN_N_OVER_TAU = 50
+#: split R-hat above this means the chains have not mixed
+MAX_RHAT = 1.01
 
 
 def _as_chains(x) -> np.ndarray:
@@ -61,41 +73,48 @@ def autocorrelation(x) -> np.ndarray:
     return acf / acf[0]
 
 
-def integrated_time(x, c: float = 5.0) -> float:
-    """Integrated autocorrelation time with Sokal's automatic windowing (``tau >= 1`` is not forced).
+def _geyer_time(arr: np.ndarray) -> tuple[float, int]:
+    """Geyer's initial monotone sequence estimate of ``tau`` and the number of lags it summed."""
+    rho = autocorrelation(arr)
+    n_pairs = rho.size // 2
+    pairs = rho[0: 2 * n_pairs: 2] + rho[1: 2 * n_pairs: 2]
+    positive = pairs > 0
+    n_kept = n_pairs if positive.all() else int(np.argmin(positive))
+    if n_kept == 0:  # rho(1) <= -1: alternating to the resolution of the data
+        return 0.0, 2
+    return 2.0 * float(np.minimum.accumulate(pairs[:n_kept]).sum()) - 1.0, 2 * n_kept
+
+
+def integrated_time(x) -> float:
+    """Integrated autocorrelation time (Geyer's initial monotone sequence; see the module notes).
+
+    Geyer's estimate is valid for reversible chains, anticorrelated ones included. Below its own
+    resolution ``sqrt(2 L / N)`` (``L`` lags summed, ``N`` samples in all) it is not: this happens
+    when a period-2 component (e.g. a whole-chain flip every sweep) makes ``rho(t)`` alternate
+    without decaying. Then the estimate comes from the means of consecutive pairs, in which that
+    component cancels: ``tau = 2 var(pair means) tau_pairs / var(x)``. The result is never below the
+    resolution, so an error bar built on it cannot vanish.
 
     Parameters
     ----------
     x : array_like of shape (n_samples,) or (n_chains, n_samples)
-    c : float, default 5
-        Window constant: the window ``M`` is the smallest with ``M >= c tau(M)``.
-    """
-    rho = autocorrelation(x)
-    taus = 2.0 * np.cumsum(rho) - 1.0
-    windows = np.arange(len(taus))
-    ok = windows >= c * taus
-    m = int(np.argmax(ok)) if ok.any() else len(taus) - 1
-    return float(max(taus[m], 1e-12))
 
-
-def blocking_error(x, min_blocks: int = 32) -> float:
-    """Standard error of the mean by blocking (Flyvbjerg-Petersen), chains pooled.
-
-    Consecutive samples are averaged in blocks of doubling size; the error of the largest block
-    size that still leaves ``min_blocks`` blocks per chain is returned (the plateau for series
-    much longer than the autocorrelation time).
+    Returns
+    -------
+    float
+        ``tau`` in samples, ``> 0``; below 1 for anticorrelated series (AR(1) with coefficient
+        ``phi``: ``(1 + phi) / (1 - phi)``).
     """
     arr = _as_chains(x)
-    min_blocks = as_int(min_blocks, "min_blocks", minimum=2)
-    best = 0.0
-    size = 1
-    while arr.shape[1] // size >= min_blocks:
-        n_blocks = arr.shape[1] // size
-        blocks = arr[:, : n_blocks * size].reshape(arr.shape[0], n_blocks, size).mean(axis=2).ravel()
-        err = blocks.std(ddof=1) / math.sqrt(blocks.size)
-        best = max(best, err)
-        size *= 2
-    return float(best)
+    tau, n_lags = _geyer_time(arr)
+    resolution = math.sqrt(2.0 * n_lags / arr.size)
+    half = arr.shape[1] // 2
+    var = arr.var(axis=1).mean()
+    if tau < resolution and half >= 4 and var > 0:
+        pair_means = arr[:, : 2 * half].reshape(arr.shape[0], half, 2).mean(axis=2)
+        tau_pairs, _ = _geyer_time(pair_means)
+        tau = 2.0 * pair_means.var(axis=1).mean() * tau_pairs / var
+    return float(max(tau, resolution))
 
 
 def split_rhat(x) -> float:
@@ -114,10 +133,10 @@ def split_rhat(x) -> float:
     return float(math.sqrt(var_plus / within))
 
 
-def effective_sample_size(x, c: float = 5.0) -> float:
+def effective_sample_size(x) -> float:
     """``n_chains * n_samples / tau``."""
     arr = _as_chains(x)
-    return float(arr.size / integrated_time(arr, c))
+    return float(arr.size / integrated_time(arr))
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,8 @@ class Stats:
         Split R-hat over chains (``nan`` for one chain).
     n : int
         Number of samples (all chains).
+    n_chains : int
+        Number of chains.
     """
 
     mean: float
@@ -144,6 +165,23 @@ class Stats:
     ess: float
     rhat: float
     n: int
+    n_chains: int = 1
+
+    @property
+    def n_over_tau(self) -> float:
+        """Samples per chain over ``tau``: below :data:`MIN_N_OVER_TAU` ``tau`` and the error are
+        underestimated (at ``n / tau ~ 10`` the error is about half the true one)."""
+        return self.n / self.n_chains / self.tau
+
+    def problems(self) -> list[str]:
+        """Reasons not to trust the error bar (empty when none): a run shorter than
+        ``MIN_N_OVER_TAU`` autocorrelation times per chain, or split R-hat above :data:`MAX_RHAT`."""
+        out = []
+        if self.n_over_tau < MIN_N_OVER_TAU:
+            out.append(f"n/tau = {self.n_over_tau:.3g} < {MIN_N_OVER_TAU}")
+        if self.rhat > MAX_RHAT:  # nan (one chain) compares False
+            out.append(f"R-hat = {self.rhat:.3g} > {MAX_RHAT}")
+        return out
 
     def z_score(self, value: float) -> float:
         """``(mean - value) / error``."""
@@ -155,11 +193,12 @@ class Stats:
                 f"(tau={self.tau:.3g}, ess={self.ess:.4g}, rhat={self.rhat:.3f})")
 
 
-def estimate(x, c: float = 5.0) -> Stats:
+def estimate(x) -> Stats:
     """Mean and autocorrelation-corrected error of a series (chains pooled)."""
     arr = _as_chains(x)
-    tau = integrated_time(arr, c)
+    tau = integrated_time(arr)
     var = arr.var(ddof=1) if arr.size > 1 else 0.0
-    error = math.sqrt(var * max(tau, 1e-12) / arr.size)
+    error = math.sqrt(var * tau / arr.size)
     rhat = split_rhat(arr) if arr.shape[0] > 1 and arr.shape[1] >= 4 else float("nan")
-    return Stats(mean=float(arr.mean()), error=float(error), tau=tau, ess=arr.size / tau, rhat=rhat, n=arr.size)
+    return Stats(mean=float(arr.mean()), error=float(error), tau=tau, ess=arr.size / tau, rhat=rhat, n=arr.size,
+                 n_chains=arr.shape[0])

@@ -38,7 +38,7 @@ def test_exact_json_matches_library(tmp_path):
 
 
 def test_exact_ising_periodic_text():
-    r = run("exact", "--ising", "-J", "1", "-h", "0.2", "--periodic", "-n", "64")
+    r = run("exact", "--ising", "-J", "1", "--field", "0.2", "--periodic", "-n", "64")
     assert r.exit_code == 0
     assert "log Z" in r.output and "correlation length" in r.output
 

@@ -33,11 +33,15 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             int left = i > 0 ? spins[i - 1] : -1, right = i < n - 1 ? spins[i + 1] : -1;
             if (!heat) {
-                int old = spins[i], nw = (old + 1 + next_below(q - 1)) % q;
+                /* q = 2: the flip, proposed with probability 1/2 (the kernels' ergodic sequential rule) */
+                int old = spins[i], nw = q == 2 ? 1 - old : (old + 1 + next_below(q - 1)) % q;
                 double num = wf[i * q + nw], den = wf[i * q + old];
                 if (left >= 0) { num *= wj[left * q + nw]; den *= wj[left * q + old]; }
                 if (right >= 0) { num *= wj[nw * q + right]; den *= wj[old * q + right]; }
-                if (num >= den || next_double() * den < num) { spins[i] = nw; accepted++; }
+                int ok;
+                if (q == 2) { double u = next_double(); ok = u < 0.5 && 2.0 * u * den < num; }
+                else ok = num >= den || next_double() * den < num;
+                if (ok) { spins[i] = nw; accepted++; }
             } else {
                 double total = 0.0;
                 for (int a = 0; a < q; a++) {

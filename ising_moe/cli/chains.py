@@ -13,16 +13,78 @@ from ..errors import InvalidParameterError
 
 log = logging.getLogger(__name__)
 
-from ._main import _emit, _fmt, _grid, _json_default, _one, _parse_fields, main
+from ._main import _emit, _fmt, _grid, _one, _parse_fields, main
+
+
+class _Count(click.ParamType):
+    """A non-negative integer that may be written as ``2e9`` (sizes are refused later, with an
+    estimate of their memory and time, rather than as badly formed numbers)."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if not number.is_integer():
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        return int(number)
+
+
+COUNT = _Count()
+#: a sweep grid with more points runs only with --yes
+MAX_POINTS_UNCONFIRMED = 10_000
+
+
+def _integer(text: str) -> int:
+    """An integer written as ``2000`` or ``2e3`` (ValueError otherwise)."""
+    number = float(text)
+    if not number.is_integer():
+        raise ValueError(text)
+    return int(number)
+
+
+def _json_safe(obj, notes: dict, key: str = ""):
+    """A copy of ``obj`` without non-finite floats: each becomes ``None`` and ``notes[key]`` says
+    what it was (strict JSON has no Infinity or NaN)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v, notes, f"{key}.{k}" if key else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v, notes, f"{key}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist(), notes, key)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        notes[key] = "nan (undefined)" if np.isnan(obj) else ("+inf" if obj > 0 else "-inf")
+        return None
+    return obj
+
+
+def _emit_safe(payload: dict, as_json: bool, lines: list[str]) -> None:
+    """:func:`_emit` with strict JSON: non-finite numbers as ``null``, listed under ``non_finite``."""
+    if as_json:
+        notes: dict[str, str] = {}
+        payload = _json_safe(payload, notes)
+        if notes:
+            payload["non_finite"] = notes
+        click.echo(json.dumps(payload, indent=2, allow_nan=False))
+    else:
+        _emit(payload, False, lines)
 
 
 @main.command()
-@click.option("--n-states", "-q", type=int, default=2, show_default=True, help="Number of states q.")
-@click.option("--n-sites", "-n", type=int, default=512, show_default=True)
+@click.option("--n-states", "-q", type=COUNT, default=2, show_default=True, help="Number of states q.")
+@click.option("--n-sites", "-n", type=COUNT, default=512, show_default=True)
 @click.option("--beta", type=float, default=1.0, show_default=True, help="Inverse temperature.")
 @click.option("--coupling", "-J", type=float, default=1.0, show_default=True,
               help="Potts coupling J (J delta_ab); with --ising the Ising J.")
-@click.option("--field", "-h", "field", type=str, default=None,
+@click.option("--field", "field", type=str, default=None,
               help="Fields h(a): q comma-separated numbers, or a .npy of shape (q,) or (n_sites, q). "
                    "With --ising: one number h.")
 @click.option("--ising", is_flag=True, help="Ising form -J s s' - h s (forces q = 2).")
@@ -35,11 +97,18 @@ from ._main import _emit, _fmt, _grid, _json_default, _one, _parse_fields, main
 def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distance, output, overwrite,
           as_json):
     """Exact transfer-matrix solution: log Z, free energy per site, correlation length."""
+    from .._util import as_int
     from ..chain import PottsChain
     from ..exact import solve
     from ..io import atomic_h5, write_array
+    from ..mc.resources import check_cost, exact_cost
 
+    as_int(n_states, "n_states", minimum=2)
+    as_int(n_sites, "n_sites", minimum=2)
+    check_cost(*exact_cost(n_sites, 2 if ising else n_states, periodic), "this exact solution")
     if ising:
+        if field is not None and "," in field:
+            raise InvalidParameterError(f"Ising takes one field value h, got --field {field}")
         h = 0.0 if field is None else _one(field, "--field", float)
         model = PottsChain.ising(n_sites, coupling, h, beta=beta, periodic=periodic)
     else:
@@ -70,7 +139,7 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
             write_array(f, "state_correlation", c_state, ("distance", "state"))
             write_array(f, "fields", model.site_fields(), ("position", "state"))
         result["output"] = str(output)
-    _emit(result, as_json, [
+    _emit_safe(result, as_json, [
         f"{model!r}",
         f"log Z                 {_fmt(result['log_partition'])}",
         f"free energy per site  {_fmt(result['free_energy_per_site'])}",
@@ -80,37 +149,53 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
 
 
 
-_SIM_OPTIONS = [
-    click.option("--model-kind", "kind", type=click.Choice(["potts", "ising", "long-range"]), default=None,
-                 help="Chain type [default: potts]."),
-    click.option("--n-states", "-q", default=None, help="Number of states q."),
-    click.option("--n-sites", "-n", default=None, help="Number of sites."),
-    click.option("--beta", default=None, help="Inverse temperature."),
-    click.option("--coupling", "-J", default=None, help="J (Potts delta coupling; Ising J; long-range prefactor)."),
-    click.option("--field", "-h", "field", default=None,
-                 help="Potts: q comma-separated fields; Ising: h."),
-    click.option("--alpha", default=None, help="Long-range exponent: J(r) = J r^-alpha."),
-    click.option("--max-range", default=None, help="Long-range cutoff distance [default: all pairs]."),
-    click.option("--periodic/--open", default=None, help="Boundary [default: open]."),
-    click.option("--update", default=None, help="metropolis, metropolis-random, heat-bath, swendsen-wang, wolff."),
-    click.option("--n-sweeps", default=None, help="Measured sweeps."),
-    click.option("--n-burnin", default=None, help="Discarded sweeps."),
-    click.option("--n-chains", default=None, help="Independent chains."),
-    click.option("--max-distance", default=None, help="Largest r of the measured overlap / C(r)."),
-]
+#: the samplers' update names (ising_moe.mc.UPDATES; not imported here to keep `--help` fast)
+_UPDATE_NAMES = ("metropolis", "metropolis-random", "heat-bath", "swendsen-wang", "wolff")
 
 
-def _sim_options(func):
-    for option in reversed(_SIM_OPTIONS):
-        func = option(func)
-    return func
+def _sim_option_list(grid: bool) -> list:
+    """Options of ``simulate`` (typed: one value each) and ``sweep`` (text: comma lists or
+    start:stop:num grids)."""
+    def typed(kind):
+        return str if grid else kind
+
+    note = " Comma list or start:stop:num for a grid." if grid else ""
+    return [
+        click.option("--model-kind", "kind", type=click.Choice(["potts", "ising", "long-range"]), default=None,
+                     help="Chain type [default: potts]."),
+        click.option("--n-states", "-q", type=typed(COUNT), default=None, help="Number of states q." + note),
+        click.option("--n-sites", "-n", type=typed(COUNT), default=None, help="Number of sites." + note),
+        click.option("--beta", type=typed(float), default=None, help="Inverse temperature." + note),
+        click.option("--coupling", "-J", type=typed(float), default=None,
+                     help="J (Potts delta coupling; Ising J; long-range prefactor)." + note),
+        click.option("--field", "field", default=None, help="Potts: q comma-separated fields; Ising: one h."),
+        click.option("--alpha", type=typed(float), default=None, help="Long-range exponent: J(r) = J r^-alpha." + note),
+        click.option("--max-range", type=typed(COUNT), default=None,
+                     help="Long-range cutoff distance >= 1 [default: all pairs]." + note),
+        click.option("--periodic/--open", default=None, help="Boundary [default: open]."),
+        click.option("--update", type=str if grid else click.Choice(_UPDATE_NAMES), default=None,
+                     help=("Update(s): " if grid else "Update: ") + ", ".join(_UPDATE_NAMES) + " [default: heat-bath]."),
+        click.option("--n-sweeps", type=typed(COUNT), default=None, help="Measured sweeps." + note),
+        click.option("--n-burnin", type=typed(COUNT), default=None, help="Discarded sweeps." + note),
+        click.option("--n-chains", type=typed(COUNT), default=None, help="Independent chains." + note),
+        click.option("--max-distance", type=typed(COUNT), default=None,
+                     help="Largest r of the measured overlap / C(r)." + note),
+    ]
+
+
+def _sim_options(grid: bool):
+    def decorate(func):
+        for option in reversed(_sim_option_list(grid)):
+            func = option(func)
+        return func
+    return decorate
 
 
 def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps,
               n_burnin, n_chains, max_distance, grid: bool) -> dict:
     """Sweep/simulate parameters from options (only those given)."""
-    parse = (lambda text, opt, k=float: _grid(text, opt, k)) if grid else \
-        (lambda text, opt, k=float: None if text is None else _one(text, opt, k))
+    parse = (lambda text, opt, k=float: _grid(text, opt, _integer if k is int else k)) if grid else \
+        (lambda value, opt, k=float: value)
     spec = {
         "model": kind, "n_states": parse(n_states, "--n-states", int), "n_sites": parse(n_sites, "--n-sites", int),
         "beta": parse(beta, "--beta"), "coupling": parse(coupling, "--coupling"),
@@ -125,9 +210,8 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
     return {k: v for k, v in spec.items() if v is not None}
 
 
-
 @main.command()
-@_sim_options
+@_sim_options(grid=False)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write time series, marginals and statistics to this HDF5 file.")
@@ -135,14 +219,23 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
 @click.option("--json", "as_json", is_flag=True)
 def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps, n_burnin,
              n_chains, max_distance, seed, output, overwrite, as_json):
-    """Monte Carlo simulation of one parameter point, compared with the exact solution."""
+    """Monte Carlo simulation of one parameter point, compared with the exact solution.
+
+    The table reports, per observable, the mean with its autocorrelation-corrected error, tau (in
+    sweeps), n/tau (sweeps per chain over tau), split R-hat over chains started in different
+    ordered states and random states, and the exact value with z = (MC - exact) / error. An
+    observable with n/tau < 50 or R-hat > 1.01 is flagged: its error bar is not to be trusted.
+    """
     from ..io import atomic_h5, write_array
     from ..mc import simulate as run_simulation
     from ..mc.observables import exact_observables
+    from ..mc.resources import check_cost, simulation_cost
+    from ..mc.samplers import faster_update
     from ..mc.sweep import DEFAULTS, build_model, point_names, validate_point
 
     point = {**DEFAULTS, **_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic,
                                      update, n_sweeps, n_burnin, n_chains, max_distance, grid=False)}
+    check_cost(*simulation_cost(point), "this simulation")  # before any model allocates its tables
     validate_point(point)
     model = build_model(point)
     run = run_simulation(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
@@ -152,8 +245,16 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
     for name in point_names(model, point["max_distance"]):
         st = run.stats(name)
         ex = exact.get(name)
-        rows.append({"observable": name, "mean": st.mean, "error": st.error, "tau": st.tau, "ess": st.ess,
-                     "rhat": st.rhat, "exact": ex, "z": None if ex is None else st.z_score(ex)})
+        rows.append({"observable": name, "mean": st.mean, "error": st.error, "tau": st.tau,
+                     "n_over_tau": st.n_over_tau, "ess": st.ess, "rhat": st.rhat, "exact": ex,
+                     "z": None if ex is None else st.z_score(ex), "flags": st.problems()})
+    flagged = [r["observable"] for r in rows if r["flags"]]
+    advice = None
+    if flagged:
+        faster = faster_update(model, point["update"])
+        advice = (f"{len(flagged)} observable(s) flagged: their errors are unreliable; "
+                  + (f"{faster} mixes faster than {point['update']} on this chain (use --update), or run longer"
+                     if faster else "run longer (--n-sweeps)"))
     if output is not None:
         with atomic_h5(output, kind="mc", params=point, seed=seed, overwrite=overwrite) as f:
             write_array(f, "energy", run.energy, ("chain", "sweep"))
@@ -163,22 +264,30 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
                 write_array(f, "correlation", run.correlation_function(), ("distance",))
             write_array(f, "marginals", run.marginals(), ("position", "state"))
             write_array(f, "final_spins", run.state.spins, ("chain", "position"))
-            f.attrs["summary"] = json.dumps(rows, default=_json_default)
-    lines = [f"{model!r}, {point['update']}, {point['n_chains']} chains x {point['n_sweeps']} sweeps",
-             f"{'observable':<18}{'MC':>26}{'tau':>8}{'exact':>14}{'z':>7}"]
+            f.attrs["summary"] = json.dumps(_json_safe(rows, {}), allow_nan=False)
+    lines = [(f"{model!r}, {point['update']}, {point['n_chains']} chains x {point['n_sweeps']} sweeps "
+              "(chains start ordered in different states and at random)"),
+             f"{'observable':<18}{'MC':>26}{'tau':>9}{'n/tau':>9}{'R-hat':>8}{'exact':>12}{'z':>8}"]
     for r in rows:
         st = f"{r['mean']:.6f} ± {r['error']:.6f}"
         ex = "" if r["exact"] is None else f"{r['exact']:.6f}"
-        z = "" if r["z"] is None else f"{r['z']:+.2f}"
-        lines.append(f"{r['observable']:<18}{st:>26}{r['tau']:>8.2f}{ex:>14}{z:>7}")
+        z = "" if r["z"] is None else (f"{r['z']:+.2f}" if np.isfinite(r["z"]) else "inf")
+        rhat = "n/a" if not np.isfinite(r["rhat"]) else f"{r['rhat']:.3f}"
+        flag = "  !" if r["flags"] else ""
+        lines.append(f"{r['observable']:<18}{st:>26}{r['tau']:>9.3g}{r['n_over_tau']:>9.3g}{rhat:>8}{ex:>12}{z:>8}"
+                     f"{flag}")
+    if flagged:
+        lines.append(f"! n/tau < 50 or R-hat > 1.01 for: {', '.join(flagged)}")
+        lines.append(f"! {advice}")
     if output is not None:
         lines.append(f"wrote {output}")
-    _emit({"params": point, "seed": seed, "observables": rows}, as_json, lines)
+    _emit_safe({"params": point, "seed": seed, "observables": rows, "flagged": flagged, "advice": advice},
+               as_json, lines)
 
 
 @main.command()
 @click.argument("spec_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@_sim_options
+@_sim_options(grid=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("sweep.h5"),
               show_default=True)
@@ -186,9 +295,12 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
 @click.option("--x", "x_param", default="beta", show_default=True, help="Parameter on the plot's x axis.")
 @click.option("--observable", default="energy_per_site", show_default=True, help="Observable to plot.")
 @click.option("--overwrite", is_flag=True, help="Replace the output and discard interrupted partial work.")
+@click.option("--yes", "confirmed", is_flag=True,
+              help=f"Run a grid of more than {MAX_POINTS_UNCONFIRMED} points (refused without it).")
 @click.option("--json", "as_json", is_flag=True)
 def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps,
-          n_burnin, n_chains, max_distance, seed, output, processes, x_param, observable, overwrite, as_json):
+          n_burnin, n_chains, max_distance, seed, output, processes, x_param, observable, overwrite, confirmed,
+          as_json):
     """Monte Carlo over a parameter grid (resumable; rerun the same command after an interruption).
 
     Grid options take comma lists (--update heat-bath,wolff) or start:stop:num (--beta 0.2:2:10);
@@ -196,10 +308,12 @@ def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_
     """
     from ..mc.sweep import load_spec, read_sweep, run_sweep
     from ..plot import plot_sweep, save_figure
+    from ..stats import MAX_RHAT, MIN_N_OVER_TAU
 
     spec = load_spec(spec_file) if spec_file else {}
     spec.update(_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update,
                           n_sweeps, n_burnin, n_chains, max_distance, grid=True))
+    _check_sweep(spec, x_param, observable, confirmed)
     path = run_sweep(spec, output, seed=seed, processes=processes, overwrite=overwrite, progress=not as_json)
     points = read_sweep(path)
     figures = []
@@ -207,11 +321,47 @@ def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_
         figures = save_figure(plot_sweep(points, x=x_param, observable=observable), path.with_suffix(""))
     worst = max((abs((p["mean"][o] - p["exact"][o]) / p["error"][o]) for p in points for o in p["mean"]
                  if np.isfinite(p["exact"][o]) and p["error"][o] > 0), default=None)
+    unreliable = [k for k, p in enumerate(points) if any(
+        p["rhat"][o] > MAX_RHAT or p["params"]["n_sweeps"] / p["tau"][o] < MIN_N_OVER_TAU for o in p["mean"])]
     payload = {"output": str(path), "n_points": len(points), "figures": [str(f) for f in figures],
-               "max_abs_z_vs_exact": worst}
+               "max_abs_z_vs_exact": worst, "unreliable_points": unreliable}
     lines = [f"wrote {path}: {len(points)} points", *(f"figure {f}" for f in figures)]
     if worst is not None:
         lines.append(f"largest |z| of MC against exact values: {worst:.2f}")
-    _emit(payload, as_json, lines)
+    if unreliable:
+        lines.append(f"! {len(unreliable)} point(s) with n/tau < {MIN_N_OVER_TAU} or R-hat > {MAX_RHAT} "
+                     f"(errors unreliable): {unreliable[:20]}{' ...' if len(unreliable) > 20 else ''}")
+    _emit_safe(payload, as_json, lines)
+
+
+def _check_sweep(spec: dict, x_param: str, observable: str, confirmed: bool) -> None:
+    """Refuse unknown plot names, grids too large to run unasked, and points too large to run."""
+    from .._util import as_int
+    from ..mc.resources import check_cost, describe_seconds, simulation_cost
+    from ..mc.sweep import DEFAULTS, grid_size, largest_point, observable_names
+
+    if x_param not in DEFAULTS:
+        raise InvalidParameterError(f"--x {x_param!r} is not a sweep parameter; choose one of {', '.join(DEFAULTS)}")
+    n_points = grid_size(spec)
+    try:
+        memory, seconds = simulation_cost(largest_point(spec))
+    except (TypeError, ValueError):  # a malformed value: the point validation names it
+        memory, seconds = 0.0, 0.0
+    check_cost(memory, seconds, "the largest point of this sweep")
+    if n_points > MAX_POINTS_UNCONFIRMED and not confirmed:
+        raise InvalidParameterError(
+            f"the sweep grid has {n_points} points (up to about {describe_seconds(n_points * seconds)} in all); "
+            "pass --yes to run it")
+    merged = {**DEFAULTS, **spec}
+    qs = merged["n_states"] if isinstance(merged["n_states"], list) else [merged["n_states"]]
+    rs = merged["max_distance"] if isinstance(merged["max_distance"], list) else [merged["max_distance"]]
+    valid = None
+    for q in qs:
+        for r in rs:
+            names = observable_names(as_int(q, "n_states", minimum=2), as_int(r, "max_distance", minimum=0))
+            valid = names if valid is None else [n for n in valid if n in names]
+    if observable not in valid:
+        raise InvalidParameterError(
+            f"--observable {observable!r} is not measured at every point; choose one of {', '.join(valid)}")
 
 

@@ -16,8 +16,11 @@ Model arrays (all ``beta`` already applied where the name says ``log``):
 
 Observables written per measured sweep ``t`` of chain ``c``: ``energy[c, t]`` (``E`` without
 beta), ``occupation[c, t, a]`` (number of sites in state ``a``), ``overlap[c, t, r]`` (fraction of
-pairs ``(i, i + r)`` in the same state, ``r = 0..R``), ``site_counts[c, i, a] += 1[s_i = a]``, and
-every ``save_every`` sweeps the configuration into ``snapshots``.
+pairs ``(i, i + r)`` in the same state, ``r = 0..R``), ``site_counts[c, i, a] += 1[s_i = a]``
+(for q = 2 state-major, ``site_counts[c, a, i]``, and only row 1 is counted: a vectorised sum;
+the wrapper sets row 0 and transposes), and every
+``save_every`` sweeps the configuration into ``snapshots``. Measurements cost about 1 ns per site
+(bench_mc.py): branch-free loops the compiler vectorises, no long serial sums.
 """
 
 from __future__ import annotations
@@ -66,6 +69,17 @@ def next_below(st, m):
     return int(next_double(st) * m)
 
 
+@njit(inline="always")
+def lazy_flip_accepted(st, num, den):
+    """Accept a q = 2 flip with probability ``min(1, num / den) / 2`` from one uniform ``u``.
+
+    ``u < 1/2`` is the proposal (flip proposed with probability 1/2), ``2 u den < num`` the
+    Metropolis test given the proposal (``2 u`` is uniform on [0, 1) when ``u < 1/2``).
+    """
+    u = next_double(st)
+    return u < 0.5 and 2.0 * u * den < num
+
+
 # ----------------------------------------------------------------------------- nearest neighbour
 @njit(inline="always")
 def _row(arr, i):
@@ -78,15 +92,29 @@ def metropolis_sweep(spins, st, wf, wj, periodic, random_order):
 
     A new state is proposed uniformly among the ``q - 1`` others and accepted with probability
     ``min(1, w(new) / w(old))``, the ratio of Boltzmann weights of the site's field and its bonds.
-    Returns the number of accepted moves.
+    Each update satisfies detailed balance, so the sweep leaves the Boltzmann distribution invariant.
+
+    Sequential sweeps with ``q = 2`` propose the flip with probability 1/2 only (acceptance
+    ``min(1, w(new) / w(old)) / 2``; see :func:`lazy_flip_accepted`). Why: with the plain rule the
+    proposal is always the other state and moves with ``dE <= 0`` are accepted with certainty, so a
+    left-to-right sweep moves every domain wall it meets one site along the sweep (a zero-energy
+    move at zero field) and flips isolated spins deterministically: the sweep is an almost
+    deterministic map (a ring at beta J = 0.5 stays near energy -0.09 per site against the exact
+    -0.46). Invariance holds but the chain does not reach the Boltzmann distribution in any useful
+    time. The lazy proposal is still symmetric (detailed balance holds update by update), and every
+    update now keeps the old state with probability >= 1/2, which breaks the deterministic transport:
+    walls make unbiased random walks and the chain is ergodic and aperiodic. For ``q > 2`` the
+    proposal itself is random (``q - 1`` targets) and random site order already randomises the
+    transport, so those keep the plain rule. Returns the number of accepted moves.
     """
     n = spins.shape[0]
     q = wf.shape[1]
+    lazy = q == 2 and not random_order
     accepted = 0
     for step in range(n):
         i = next_below(st, n) if random_order else step
         old = spins[i]
-        new = (old + 1 + next_below(st, q - 1)) % q
+        new = 1 - old if q == 2 else (old + 1 + next_below(st, q - 1)) % q
         fi = _row(wf, i)
         num = wf[fi, new]
         den = wf[fi, old]
@@ -101,7 +129,7 @@ def metropolis_sweep(spins, st, wf, wj, periodic, random_order):
             w = wj[_row(wj, i)]
             num *= w[new, sr]
             den *= w[old, sr]
-        if num >= den or next_double(st) * den < num:
+        if lazy_flip_accepted(st, num, den) if lazy else (num >= den or next_double(st) * den < num):
             spins[i] = new
             accepted += 1
     return accepted
@@ -250,51 +278,123 @@ def wolff_sweep(spins, st, lf, bond_p, periodic, n_updates, visits):
     return accepted
 
 
+@njit(inline="always")
+def _bond_sum(spins, c, start, stop):
+    """``sum_{b=start}^{stop-1} c[s_b, s_{b+1}]`` in four interleaved partial sums (a fixed order:
+    deterministic, and four times shorter floating-point dependency chains than one running sum)."""
+    e0 = e1 = e2 = e3 = 0.0
+    b = start
+    while b + 4 <= stop:
+        e0 += c[spins[b], spins[b + 1]]
+        e1 += c[spins[b + 1], spins[b + 2]]
+        e2 += c[spins[b + 2], spins[b + 3]]
+        e3 += c[spins[b + 3], spins[b + 4]]
+        b += 4
+    while b < stop:
+        e0 += c[spins[b], spins[b + 1]]
+        b += 1
+    return (e0 + e1) + (e2 + e3)
+
+
 @njit
-def nn_energy(spins, fields, couplings, periodic):
-    """``E(s)`` of a nearest-neighbour chain (without beta)."""
+def nn_energy(spins, fields, couplings, periodic, occupation, potts):
+    """``E(s)`` of a nearest-neighbour chain (without beta); ``occupation`` (q,) holds the number
+    of sites in each state (homogeneous fields enter as ``sum_a h(a) occupation[a]``); ``potts``
+    is ``(J, c)`` when the couplings are homogeneous and of the form ``J delta_ab + c`` (the bonds
+    then enter through the number of equal neighbours), else empty.
+
+    This runs after every measured sweep, so it avoids table gathers and long serial sums where it
+    can: the equal-neighbour count is a branch-free loop the compiler vectorises, other bonds are
+    summed in interleaved partial sums.
+    """
     n = spins.shape[0]
     e = 0.0
-    for i in range(n):
-        e -= fields[_row(fields, i), spins[i]]
-    for b in range(n if periodic else n - 1):
-        j = b + 1 if b < n - 1 else 0
-        e -= couplings[_row(couplings, b), spins[b], spins[j]]
+    if potts.shape[0] == 2:
+        same = 0
+        for b in range(n - 1):
+            same += spins[b] == spins[b + 1]
+        n_bonds = n - 1
+        if periodic:
+            same += spins[n - 1] == spins[0]
+            n_bonds = n
+        e -= potts[0] * same + potts[1] * n_bonds
+    if fields.shape[0] == 1:
+        for a in range(fields.shape[1]):
+            e -= fields[0, a] * occupation[a]
+    else:
+        f0 = f1 = 0.0
+        i = 0
+        while i + 2 <= n:
+            f0 += fields[i, spins[i]]
+            f1 += fields[i + 1, spins[i + 1]]
+            i += 2
+        if i < n:
+            f0 += fields[i, spins[i]]
+        e -= f0 + f1
+    if potts.shape[0] == 2:
+        pass  # bonds done
+    elif couplings.shape[0] == 1:
+        e -= _bond_sum(spins, couplings[0], 0, n - 1)
+        if periodic:
+            e -= couplings[0, spins[n - 1], spins[0]]
+    else:
+        for b in range(n - 1):
+            e -= couplings[b, spins[b], spins[b + 1]]
+        if periodic:
+            e -= couplings[n - 1, spins[n - 1], spins[0]]
     return e
 
 
 @njit
 def _measure(spins, periodic, t, occupation, overlap, site_counts):
+    """Occupation, site counts and same-state overlaps of one configuration.
+
+    The occupation is counted in four interleaved histograms (one running histogram stalls on
+    every repeated state), and the overlap at distance ``r`` is one branch-free loop over the pairs
+    that do not wrap (which the compiler vectorises) plus, on a ring, the ``r`` that do.
+    """
     n = spins.shape[0]
-    for i in range(n):
-        occupation[t, spins[i]] += 1
-        site_counts[i, spins[i]] += 1
+    q = occupation.shape[1]
+    if q == 2:  # vectorised sums of s_i; site_counts row 0 is filled by the caller (sweeps - row 1)
+        ones = site_counts[1]
+        total = 0
+        for i in range(n):
+            ones[i] += spins[i]
+            total += spins[i]
+        occupation[t, 0] = n - total
+        occupation[t, 1] = total
+    else:
+        hist = np.zeros(4 * q, dtype=np.int64)
+        for i in range(n):
+            s = spins[i]
+            hist[(i & 3) * q + s] += 1
+            site_counts[i, s] += 1
+        for a in range(q):
+            occupation[t, a] = hist[a] + hist[q + a] + hist[2 * q + a] + hist[3 * q + a]
     n_r = overlap.shape[1]
     if n_r > 0:
         overlap[t, 0] = 1.0
     for r in range(1, n_r):
         same = 0
-        pairs = n if periodic else n - r
-        for i in range(pairs):
-            j = i + r
-            if j >= n:
-                j -= n
-            if spins[i] == spins[j]:
-                same += 1
-        overlap[t, r] = same / pairs
+        for i in range(n - r):
+            same += spins[i] == spins[i + r]
+        if periodic:
+            for i in range(n - r, n):
+                same += spins[i] == spins[i + r - n]
+        overlap[t, r] = same / (n if periodic else n - r)
 
 
 @njit
-def _record(row, t, e, periodic, save_every, energy, occupation, overlap, site_counts, snapshots):
-    """Measurements of one chain after its measured sweep ``t``."""
-    energy[t] = e
+def _record(row, t, periodic, save_every, occupation, overlap, site_counts, snapshots):
+    """Measurements of one chain after its measured sweep ``t`` (the energy, which uses the
+    occupation, is stored by the caller)."""
     _measure(row, periodic, t, occupation, overlap, site_counts)
     if save_every > 0 and (t + 1) % save_every == 0:
         snapshots[(t + 1) // save_every - 1, :] = row
 
 
 @njit(parallel=True)
-def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, couplings, periodic, n_burnin,
+def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, couplings, potts, periodic, n_burnin,
                           save_every, energy, occupation, overlap, site_counts, snapshots, accepted,
                           wolff_updates):
     """Run every chain (``prange`` over chains): ``n_burnin`` sweeps, then ``energy.shape[1]`` measured ones.
@@ -309,9 +409,10 @@ def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, coupl
         row = spins[c]
         st = states[c]
         buf = np.empty(q)
-        labels = np.empty(n, dtype=np.int64)
-        new_state = np.empty(n, dtype=np.int64)
-        cluster_logw = np.empty((n, q))
+        m = n if kind == SWENDSEN_WANG else 0  # cluster buffers only where they are used
+        labels = np.empty(m, dtype=np.int64)
+        new_state = np.empty(m, dtype=np.int64)
+        cluster_logw = np.empty((m, q))
         visits = np.zeros(2, dtype=np.int64)
         acc = 0
         for sweep in range(n_burnin + n_sweeps):
@@ -328,8 +429,9 @@ def run_nearest_neighbour(kind, spins, states, wf, wj, lf, bond_p, fields, coupl
             if sweep < n_burnin:
                 continue
             acc += a
-            _record(row, sweep - n_burnin, nn_energy(row, fields, couplings, periodic), periodic, save_every,
-                    energy[c], occupation[c], overlap[c], site_counts[c], snapshots[c])
+            t = sweep - n_burnin
+            _record(row, t, periodic, save_every, occupation[c], overlap[c], site_counts[c], snapshots[c])
+            energy[c, t] = nn_energy(row, fields, couplings, periodic, occupation[c, t], potts)
         accepted[c] = acc
 
 

@@ -17,6 +17,7 @@ from ._kernels import (
     WOLFF,
     _record,
     _row,
+    lazy_flip_accepted,
     next_below,
     next_double,
 )
@@ -52,16 +53,25 @@ def _lr_log_weight(spins, i, a, lf, lj, periodic):
 
 @njit
 def lr_metropolis_sweep(spins, st, lf, lj, periodic, random_order):
-    """Metropolis sweep of a long-range chain (``O(R)`` per update)."""
+    """Metropolis sweep of a long-range chain (``O(R)`` per update).
+
+    Same rule as :func:`~._kernels.metropolis_sweep`, including the lazy flip proposal of
+    sequential ``q = 2`` sweeps (zero-energy moves would otherwise be transported deterministically).
+    """
     n = spins.shape[0]
     q = lf.shape[1]
+    lazy = q == 2 and not random_order
     accepted = 0
     for step in range(n):
         i = next_below(st, n) if random_order else step
         old = spins[i]
-        new = (old + 1 + next_below(st, q - 1)) % q
+        new = 1 - old if q == 2 else (old + 1 + next_below(st, q - 1)) % q
         dlog = _lr_log_weight(spins, i, new, lf, lj, periodic) - _lr_log_weight(spins, i, old, lf, lj, periodic)
-        if dlog >= 0.0 or next_double(st) < np.exp(dlog):
+        if lazy:
+            ok = lazy_flip_accepted(st, min(np.exp(dlog), 1.0), 1.0)
+        else:
+            ok = dlog >= 0.0 or next_double(st) < np.exp(dlog)
+        if ok:
             spins[i] = new
             accepted += 1
     return accepted
@@ -142,8 +152,9 @@ def lr_wolff_sweep(spins, st, lf, bond_p, periodic, in_cluster, stack, n_updates
 
 
 @njit
-def lr_energy(spins, fields, couplings, periodic):
-    """``E(s)`` of a long-range chain (without beta)."""
+def lr_energy(spins, fields, couplings, periodic, occupation):
+    """``E(s)`` of a long-range chain (without beta); ``occupation`` is unused (the signature of
+    :func:`~._kernels.nn_energy`)."""
     n = spins.shape[0]
     e = 0.0
     for i in range(n):
@@ -186,6 +197,7 @@ def run_long_range(kind, spins, states, lf, lj, bond_p, fields, couplings, perio
             if sweep < n_burnin:
                 continue
             acc += a
-            _record(row, sweep - n_burnin, lr_energy(row, fields, couplings, periodic), periodic, save_every,
-                    energy[c], occupation[c], overlap[c], site_counts[c], snapshots[c])
+            t = sweep - n_burnin
+            _record(row, t, periodic, save_every, occupation[c], overlap[c], site_counts[c], snapshots[c])
+            energy[c, t] = lr_energy(row, fields, couplings, periodic, occupation[c, t])
         accepted[c] = acc

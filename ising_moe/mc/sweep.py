@@ -35,7 +35,7 @@ from .samplers import UPDATES, simulate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULTS", "expand_grid", "load_spec", "build_model", "validate_point", "run_point", "run_sweep",
+__all__ = ["DEFAULTS", "expand_grid", "grid_size", "largest_point", "observable_names", "load_spec", "build_model", "validate_point", "run_point", "run_sweep",
            "read_sweep"]
 
 DEFAULTS: dict[str, Any] = {
@@ -52,6 +52,12 @@ def expand_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
     A ``field`` list of numbers is one value (the fields of the states); a list of lists is a grid.
     Points are ordered with the last key varying fastest.
     """
+    axes = _axes(spec)
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+
+
+def _axes(spec: dict[str, Any]) -> dict[str, list]:
     unknown = set(spec) - set(DEFAULTS)
     if unknown:
         raise InvalidParameterError(f"unknown sweep parameter(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
@@ -62,8 +68,29 @@ def expand_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
         axes[key] = list(value) if is_grid else [value]
         if is_grid and not value:
             raise InvalidParameterError(f"sweep parameter {key!r} has an empty list")
-    keys = list(axes)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+    return axes
+
+
+def grid_size(spec: dict[str, Any]) -> int:
+    """Number of points of a sweep spec, without building them."""
+    return int(np.prod([len(v) for v in _axes(spec).values()], dtype=object))
+
+
+def largest_point(spec: dict[str, Any]) -> dict[str, Any]:
+    """A point with the largest value of every numeric axis (for resource estimates)."""
+    out = {}
+    for key, values in _axes(spec).items():
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        out[key] = max(numeric) if numeric and len(numeric) == len(values) else values[0]
+    return out
+
+
+def observable_names(n_states: int, max_distance: int) -> list[str]:
+    """Observables a point reports (and a sweep can plot)."""
+    names = ["energy_per_site"] + [f"occupation:{a}" for a in range(min(n_states, 16))]
+    if n_states == 2:
+        names.append("magnetisation")
+    return names + [f"overlap:{r}" for r in range(1, max_distance + 1)]
 
 
 def load_spec(path) -> dict[str, Any]:
@@ -90,11 +117,17 @@ def build_model(point: dict[str, Any]):
     n, q = point["n_sites"], point["n_states"]
     field = point["field"]
     if kind == "ising":
+        if isinstance(field, (list, tuple)):
+            raise InvalidParameterError(f"Ising takes one field value h, got {len(field)} values ({field})")
         return PottsChain.ising(n, point["coupling"], 0.0 if field is None else field, beta=point["beta"],
                                 periodic=point["periodic"])
     if kind == "potts":
         return PottsChain.potts(n, q, point["coupling"], field, beta=point["beta"], periodic=point["periodic"])
-    return LongRangeChain.power_law(n, q, point["coupling"], point["alpha"], point["max_range"], field,
+    max_range = point["max_range"]
+    if max_range is not None:
+        limit = (n - 1) // 2 if point["periodic"] else n - 1
+        as_int(max_range, "max_range (--max-range, the long-range cutoff)", 1, limit)
+    return LongRangeChain.power_law(n, q, point["coupling"], point["alpha"], max_range, field,
                                     beta=point["beta"], periodic=point["periodic"])
 
 
@@ -110,10 +143,7 @@ def validate_point(point: dict[str, Any]) -> None:
 
 
 def point_names(model, max_distance: int) -> list[str]:
-    names = ["energy_per_site"] + [f"occupation:{a}" for a in range(min(model.n_states, 16))]
-    if model.n_states == 2:
-        names.append("magnetisation")
-    return names + [f"overlap:{r}" for r in range(1, max_distance + 1)]
+    return observable_names(model.n_states, max_distance)
 
 
 def run_point(point: dict[str, Any], seed: int, index: int) -> dict[str, np.ndarray]:

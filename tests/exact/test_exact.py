@@ -129,10 +129,22 @@ def test_long_chain_large_beta_no_overflow():
     assert np.all(np.isfinite(m)) and np.allclose(m.sum(axis=1), 1)
 
 
+@pytest.mark.parametrize("bj", [-0.5, -5.0, -18.0, -20.0, -50.0, -300.0, 20.0, 300.0])
+def test_ising_correlation_length_closed_form_both_signs(bj):
+    """xi = 1 / ln coth(beta |J|) for ferro- and antiferromagnets: finite at every beta (the
+    antiferromagnet was reported infinite for beta J <= -18; 1.18e17 at -20)."""
+    model = PottsChain.ising(11, coupling=bj, beta=1.0)
+    t = np.exp(-2 * abs(bj))  # ln coth K = ln((1 + t) / (1 - t)), t = e^{-2K}
+    xi_ref = 1.0 / (np.log1p(t) - np.log1p(-t))
+    assert exact.correlation_length(model) == pytest.approx(xi_ref, rel=1e-12)
+
+
 def test_degenerate_spectrum_warns():
-    model = PottsChain.ising(10, coupling=-1.0, beta=40.0)
+    # two ferromagnetic blocks {0, 1}, {2, 3} joined by weights e^-600: lambda_1 / lambda_0 = 1 - O(e^-600)
+    couplings = np.full((4, 4), -600.0)
+    couplings[:2, :2] = couplings[2:, 2:] = [[50.0, -50.0], [-50.0, 50.0]]
     with pytest.warns(NumericalPrecisionWarning, match="degenerate"):
-        assert exact.correlation_length(model) == np.inf
+        assert exact.correlation_length(PottsChain(10, couplings)) == np.inf
 
 
 def test_dynamic_range_guard():

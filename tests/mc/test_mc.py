@@ -159,7 +159,8 @@ def test_xoshiro_matches_reference():
     assert jit == ref
 
 
-@pytest.mark.parametrize("name", ["metropolis_sweep", "heat_bath_sweep", "swendsen_wang_sweep", "wolff_sweep",
+@pytest.mark.parametrize("name", ["metropolis_sweep", "metropolis_sweep_q2", "lr_metropolis_sweep_q2",
+                                  "heat_bath_sweep", "swendsen_wang_sweep", "wolff_sweep",
                                   "lr_metropolis_sweep", "lr_heat_bath_sweep", "lr_wolff_sweep"])
 def test_kernel_matches_py_func(name):
     rng = np.random.default_rng(0)
@@ -180,16 +181,20 @@ def test_kernel_matches_py_func(name):
                                              np.empty(n, np.int64)),
         "wolff_sweep": lambda s, t: (s, t, lf, bond_p, True, 3, np.zeros(2, np.int64)),
         "lr_metropolis_sweep": lambda s, t: (s, t, lf, lr_j, False, True),
+        "metropolis_sweep_q2": lambda s, t: (s % 2, t, wf[:, :2], wj[:, :2, :2], True, False),
+        "lr_metropolis_sweep_q2": lambda s, t: (s % 2, t, lf[:, :2], lr_j[:, :2, :2], True, False),
         "lr_heat_bath_sweep": lambda s, t: (s, t, lf, lr_j, True, np.empty(q)),
         "lr_wolff_sweep": lambda s, t: (s, t, lf, lr_p, False, np.zeros(n, np.bool_), np.empty(n, np.int64), 4,
                                         np.zeros(2, np.int64)),
     }[name]
-    kernel = getattr(LRK if name.startswith("lr_") else K, name)
+    kernel = getattr(LRK if name.startswith("lr_") else K, name.removesuffix("_q2"))
     s1, t1 = spins.copy(), st.copy()
     s2, t2 = spins.copy(), st.copy()
-    r1 = kernel(*args(s1, t1))
+    a1, a2 = args(s1, t1), args(s2, t2)  # the q2 cases take a fresh copy of the spins
+    r1 = kernel(*a1)
     with np.errstate(over="ignore"):
-        r2 = kernel.py_func(*args(s2, t2))
+        r2 = kernel.py_func(*a2)
+    s1, s2 = a1[0], a2[0]
     np.testing.assert_array_equal(s1, s2)
     np.testing.assert_array_equal(t1, t2)
     assert r1 == r2

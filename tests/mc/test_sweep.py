@@ -89,7 +89,7 @@ def test_sweep_spec_file_and_errors(tmp_path):
 
 
 def test_simulate_cli(tmp_path):
-    r = CliRunner().invoke(main, ["simulate", "--model-kind", "ising", "-J", "0.5", "-h", "0.1", "-n", "32",
+    r = CliRunner().invoke(main, ["simulate", "--model-kind", "ising", "-J", "0.5", "--field", "0.1", "-n", "32",
                                   "--n-sweeps", "400", "--max-distance", "2", "-o", str(tmp_path / "m.h5"),
                                   "--json"])
     assert r.exit_code == 0, r.output

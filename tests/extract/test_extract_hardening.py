@@ -26,8 +26,7 @@ from ising_moe.errors import (  # noqa: E402
     ModelNotAvailableError,
     UnsupportedModelError,
 )
-from ising_moe.extract.checkpoint import download_command  # noqa: E402
-from ising_moe.extract.registry import find_data_file, shipped_data_dir  # noqa: E402
+from ising_moe.extract.registry import find_data_file  # noqa: E402
 
 
 def no_state(tmp_path, name="out.h5"):
@@ -69,10 +68,11 @@ def test_missing_router_weight_stops_the_run(checkpoints, corpus, tmp_path):
     b = run_extract(ckpt, corpus, tmp_path, "b.h5", allow_missing_weights=True)
     da, db = load_experts(a.path), load_experts(b.path)
     assert json.loads(da.attrs["random_weights"]) == ["layers.1.mlp.gate.weight"]
-    assert da.params["allow_missing_weights"] is True
+    assert da.attrs["params"]["allow_missing_weights"] is True
+    assert "layers.1.mlp.gate.weight" in da.provenance_note
     np.testing.assert_array_equal(da.experts, db.experts)
     intact = load_experts(run_extract(checkpoints["olmoe"], corpus, tmp_path, "intact.h5").path)
-    assert json.loads(intact.attrs["random_weights"]) == []
+    assert json.loads(intact.attrs["random_weights"]) == [] and intact.provenance_note is None
     assert (intact.experts[:, 1] != da.experts[:, 1]).any()  # the random router routes differently
 
 
@@ -170,6 +170,8 @@ def test_hub_unreachable_fails_fast_with_one_line(corpus, tmp_path, monkeypatch)
 
 def test_download_command_is_the_installed_cli():
     """huggingface_hub >= 1 ships `hf` (no `huggingface-cli`): the advice names a command that exists."""
+    from ising_moe.extract.checkpoint import download_command
+
     command = download_command("org/name", "v1")
     tool = command.split()[0]
     assert command.endswith("download org/name --revision v1")
@@ -187,7 +189,7 @@ def test_local_checkpoint_provenance(checkpoints, corpus, tmp_path):
     expected = {name: _sha(checkpoints["switch"] / name) for name in ("config.json", "model.safetensors")}
     assert files == expected
     combined = hashlib.sha256("".join(f"{n}\0{expected[n]}\n" for n in sorted(expected)).encode()).hexdigest()
-    assert data.attrs["checkpoint_sha256"] == combined == data.params["checkpoint_sha256"]
+    assert data.attrs["checkpoint_sha256"] == combined == data.attrs["params"]["checkpoint_sha256"]
     assert data.attrs["revision"] == "local"
     assert data.attrs["stack"] == "encoder"  # Switch: the encoder's routing only
     assert data.attrs["weights"] == "pretrained" and data.attrs["subject"].endswith(str(checkpoints["switch"]))
@@ -197,6 +199,8 @@ def test_local_checkpoint_provenance(checkpoints, corpus, tmp_path):
 
 def test_shipped_data_found_from_another_directory(checkpoints, tmp_path, monkeypatch):
     """The shipped expert files and corpus resolve relative to the installation, not the cwd."""
+    from ising_moe.extract.registry import shipped_data_dir
+
     monkeypatch.delenv("ISINGMOE_DATA", raising=False)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -224,3 +228,39 @@ def test_data_dir_option_sets_default_output(checkpoints, corpus, tmp_path):
             "--max-length", 16, "--n-sequences", 2)
     assert r.exit_code == 0, r.output
     assert list((tmp_path / "d").glob("*.h5"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shards", "0"], "shards"),
+    (["--seed", "-1"], "seed"),
+    (["--device", "tpu"], "device must be"),
+    (["--n-sequences", "0"], "n_sequences"),
+    (["--max-length", "1"], "max_length"),
+    (["--reduced"], "--reduced needs --random-init"),
+    (["--corpus", "/nonexistent/corpus.txt"], "does not exist"),
+    (["--model", "switch-8", "--padding-side", "left"], "expert capacity"),
+    (["--model", "switch-8", "--positions", "reversed"], "relative position bias"),
+    (["--model", "olmoe-tiny"], "isingmoe train --preset olmoe-tiny --balance aux -o"),
+    (["--model", "not a model"], "unknown model"),
+    (["--layers", "1;2"], "comma-separated integers"),
+])
+def test_bad_extract_inputs_table(args, message, checkpoints, corpus, tmp_path, monkeypatch):
+    """Fuzz table of bad inputs: exit 2, one line, no traceback, nothing left behind."""
+    monkeypatch.setenv("ISINGMOE_MODELS", str(tmp_path / "models"))
+    base = {"--model": str(checkpoints["olmoe"]), "--corpus": str(corpus), "-o": str(tmp_path / "out.h5"),
+            "--device": "cpu", "--max-length": "16", "--n-sequences": "2"}
+    for i in range(0, len(args) - 1):
+        if args[i] in base:
+            base[args[i]] = args[i + 1]
+    flat = [x for kv in base.items() for x in kv] + [a for i, a in enumerate(args)
+                                                     if a not in base and (i == 0 or args[i - 1] not in base)]
+    r = cli(*flat)
+    assert one_line_error(r) and message in r.output, r.output
+    assert no_state(tmp_path)
+
+
+def test_existing_output_refused_before_any_work(checkpoints, corpus, tmp_path):
+    (tmp_path / "out.h5").write_bytes(b"keep")
+    r = cli("--model", checkpoints["olmoe"], "--corpus", corpus, "-o", tmp_path / "out.h5", "--device", "cpu")
+    assert one_line_error(r) and "--overwrite" in r.output
+    assert (tmp_path / "out.h5").read_bytes() == b"keep" and not list(tmp_path.glob("*.partial"))

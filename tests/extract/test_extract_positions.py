@@ -17,8 +17,13 @@ from ising_moe.data import load_experts  # noqa: E402
 from ising_moe.errors import InvalidParameterError, ModelNotAvailableError  # noqa: E402
 from ising_moe.extract import extract  # noqa: E402
 from ising_moe.extract.capture import RoutingCapture  # noqa: E402
-from ising_moe.extract.positions import position_ids  # noqa: E402
 from ising_moe.extract.registry import resolve_model  # noqa: E402
+
+
+def position_ids(*args, **kwargs):
+    from ising_moe.extract.positions import position_ids
+
+    return position_ids(*args, **kwargs)
 
 
 def test_position_ids_per_mode():
@@ -81,7 +86,8 @@ def test_extraction_passes_the_ablated_positions(mode, checkpoints, corpus, tmp_
     res = run_extract(checkpoints["olmoe"], corpus, tmp_path, f"{mode}.h5", positions=mode, seed=5,
                       packing="document", batch_size=5)
     data = load_experts(res.path)
-    assert data.attrs["positions"] == mode and data.params["positions"] == mode
+    assert data.attrs["positions"] == mode and data.attrs["params"]["positions"] == mode
+    assert f"ablated position ids ({mode})" in data.provenance_note
     spec = resolve_model(str(checkpoints["olmoe"]))
     model = load_model(spec, model_config(spec), device="cpu").model
     ids = torch.from_numpy(data.token_ids.astype(np.int64))
@@ -156,6 +162,7 @@ def test_organism_aliases(checkpoints, corpus, tmp_path, monkeypatch):
                                    device="cpu", progress=False).path)
     assert trained.attrs["weights"] == "trained-here"
     assert "trained here on 1,234 tokens" in trained.attrs["subject"]
+    assert "not a production model" in trained.provenance_note
     assert trained.attrs["tokenizer"].endswith("olmoe-tiny@main")  # the checkpoint's own tokenizer
     twin = load_experts(extract("olmoe-tiny-untrained", corpus, output=tmp_path / "u.h5", max_length=16,
                                 n_sequences=3, device="cpu", progress=False).path)

@@ -1,10 +1,5 @@
 """Sharded extraction: 2 CPU processes (gloo) give the same datasets as one, and resume per batch."""
 
-import signal
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
@@ -15,28 +10,15 @@ import h5py  # noqa: E402
 from tiny_models import run_extract  # noqa: E402
 
 from ising_moe.errors import OutputExistsError  # noqa: E402
-from ising_moe.extract.shard import shard_range  # noqa: E402
+from ising_moe.io import ChunkStore  # noqa: E402
 
-# kills the run after two staged chunks: an interrupted single-process run
-_KILL_AFTER_TWO = textwrap.dedent("""
-    import os, signal, sys
-    from ising_moe import io
-    from ising_moe.extract import extract
-    count = [0]
-    original = io.ChunkStore._atomic_write
-    def killing_write(self, path, data):
-        if path.name.startswith("chunk-"):
-            count[0] += 1
-            if count[0] > 2:
-                os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, path, data)
-    io.ChunkStore._atomic_write = killing_write
-    extract(sys.argv[1], sys.argv[2], output=sys.argv[3], max_length=24, n_sequences=12, batch_size=2,
-            device="cpu", progress=False, router_probs=True, packing="document")
-""")
+class _Interrupted(Exception):
+    pass
 
 
 def test_shard_range_is_a_contiguous_partition():
+    from ising_moe.extract.shard import shard_range
+
     for n in range(0, 12):
         for world in range(1, 5):
             parts = [shard_range(n, world, r) for r in range(world)]
@@ -45,15 +27,26 @@ def test_shard_range_is_a_contiguous_partition():
 
 
 def test_two_shards_equal_one_process_and_resume(checkpoints, corpus, tmp_path):
-    """A single-process run killed after 2 of 6 batches is finished by 2 gloo ranks (each takes a
-    contiguous half of the batches, skipping staged ones); rank 0 merges: every dataset is
-    bit-identical to an uninterrupted single-process run."""
+    """A single-process run interrupted after 2 of 6 batches is finished by 2 gloo ranks (each takes
+    a contiguous half of the batches, skipping staged ones); rank 0 merges: every dataset is
+    bit-identical to an uninterrupted single-process run. (Resume after SIGKILL at any moment is
+    tested in test_extract.py; the staging is the same.)"""
     kw = dict(max_length=24, n_sequences=12, batch_size=2, router_probs=True, packing="document")
     ref = run_extract(checkpoints["olmoe"], corpus, tmp_path, "ref.h5", **kw).path
     out = tmp_path / "sharded.h5"
-    proc = subprocess.run([sys.executable, "-c", _KILL_AFTER_TWO, str(checkpoints["olmoe"]), str(corpus), str(out)],
-                          capture_output=True)
-    assert proc.returncode == -signal.SIGKILL
+    original = ChunkStore.write
+    written = []
+
+    def interrupted_write(self, index, arrays):
+        if len(written) == 2:
+            raise _Interrupted
+        written.append(index)
+        return original(self, index, arrays)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ChunkStore, "write", interrupted_write)
+        with pytest.raises(_Interrupted):
+            run_extract(checkpoints["olmoe"], corpus, tmp_path, "sharded.h5", **kw)
     assert len(list((tmp_path / "sharded.h5.partial").glob("chunk-*.npz"))) == 2
     res = run_extract(checkpoints["olmoe"], corpus, tmp_path, "sharded.h5", shards=2, **kw)
     assert res.shards == 2 and res.rank == 0 and res.resumed

@@ -194,7 +194,8 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
     attrs = {
         "model_id": spec.hub_id, "model_alias": spec.alias, "family": loaded.family,
         "revision": revision or ("local" if spec.is_local else "main"), "commit_hash": loaded.commit_hash or "",
-        "checkpoint_sha256": checkpoint["checkpoint_sha256"], "checkpoint_files": to_json(checkpoint["checkpoint_files"]),
+        "checkpoint_sha256": checkpoint["checkpoint_sha256"],
+        "checkpoint_files": to_json(checkpoint["checkpoint_files"]),
         "weights": loaded.weights, "subject": _subject(spec, loaded.weights, loaded.family, seed, org),
         "random_weights": to_json(loaded.random_weights), "unexpected_weights": to_json(loaded.unexpected_weights),
         "reduced": to_json(spec.reduced) if reduced else "",

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from click.testing import CliRunner  # noqa: E402
+from tiny_models import VOCAB, run_extract, tiny_configs  # noqa: E402
 
 from ising_moe.cli import main  # noqa: E402
 from ising_moe.data import load_experts  # noqa: E402
@@ -27,8 +28,6 @@ from ising_moe.extract import extract  # noqa: E402
 from ising_moe.extract.capture import RoutingCapture  # noqa: E402
 from ising_moe.extract.corpus import read_corpus  # noqa: E402
 from ising_moe.extract.registry import MODELS, resolve_model  # noqa: E402
-
-from tiny_models import VOCAB, run_extract, tiny_configs  # noqa: E402
 
 
 @pytest.mark.parametrize("family", ["switch", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe"])

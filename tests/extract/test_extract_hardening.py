@@ -22,7 +22,6 @@ from ising_moe.cli import main  # noqa: E402
 from ising_moe.data import load_experts  # noqa: E402
 from ising_moe.errors import (  # noqa: E402
     DataFormatError,
-    InvalidParameterError,
     ModelNotAvailableError,
     UnsupportedModelError,
 )
@@ -249,7 +248,7 @@ def test_bad_extract_inputs_table(args, message, checkpoints, corpus, tmp_path, 
     monkeypatch.setenv("ISINGMOE_MODELS", str(tmp_path / "models"))
     base = {"--model": str(checkpoints["olmoe"]), "--corpus": str(corpus), "-o": str(tmp_path / "out.h5"),
             "--device": "cpu", "--max-length": "16", "--n-sequences": "2"}
-    for i in range(0, len(args) - 1):
+    for i in range(len(args) - 1):
         if args[i] in base:
             base[args[i]] = args[i + 1]
     flat = [x for kv in base.items() for x in kv] + [a for i, a in enumerate(args)

@@ -12,6 +12,7 @@ from tiny_models import run_extract  # noqa: E402
 from ising_moe.errors import OutputExistsError  # noqa: E402
 from ising_moe.io import ChunkStore  # noqa: E402
 
+
 class _Interrupted(Exception):
     pass
 
@@ -19,7 +20,7 @@ class _Interrupted(Exception):
 def test_shard_range_is_a_contiguous_partition():
     from ising_moe.extract.shard import shard_range
 
-    for n in range(0, 12):
+    for n in range(12):
         for world in range(1, 5):
             parts = [shard_range(n, world, r) for r in range(world)]
             assert [i for p in parts for i in p] == list(range(n))

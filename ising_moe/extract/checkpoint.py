@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 __all__ = ["inspect_checkpoint", "check_safetensors", "content_hashes", "combined_sha256", "hub_reachable",
            "download_command", "offline_mode", "organism"]
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+#: weight files transformers loads into torch models (``model.safetensors``, sharded
+#: ``model-00001-of-00002.safetensors``, ``pytorch_model.bin``); other files (``training_args.bin``,
+#: an organism's ``train_log.h5``) are not weights
+_WEIGHT_PREFIXES = ("model", "pytorch_model")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _HASHED_NAMES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                  "tokenizer.model", "vocab.json", "merges.txt", "spiece.model")
 
@@ -57,7 +61,7 @@ def download_command(hub_id: str, revision: str | None = None) -> str:
 
 def _weight_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)
-                  and not p.name.startswith("."))
+                  and p.name.startswith(_WEIGHT_PREFIXES))
 
 
 def check_safetensors(path: Path) -> None:

@@ -23,6 +23,7 @@ import os
 import queue as _queue
 import signal
 import socket
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -135,29 +136,38 @@ def run_sharded(n_shards: int, kwargs: dict):
     for proc in procs:
         proc.start()
     done: dict[int, object] = {}
-    failure = None
+    failures: list[tuple[int, str, object]] = []
+    deadline = None  # after a first failure, a moment to collect the other ranks' reports
     try:
-        while len(done) < n_shards and failure is None:
+        while len(done) + len(failures) < n_shards and (deadline is None or time.monotonic() < deadline):
             try:
                 rank, status, payload = results.get(timeout=0.5)
             except _queue.Empty:
-                dead = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode not in (None, 0) and i not in done]
-                if dead:
-                    failure = ("crash", f"shard {dead[0][0]} died with exit code {dead[0][1]}")
+                reported = set(done) | {r for r, _, _ in failures}
+                dead = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode not in (None, 0)
+                        and i not in reported]
+                for i, code in dead:
+                    failures.append((i, "crash", f"shard {i} died with exit code {code}"))
+                if failures and deadline is None:
+                    deadline = time.monotonic() + 2.0
                 continue
             if status == "ok":
                 done[rank] = payload
             else:
-                failure = (status, payload)
+                failures.append((rank, status, payload))
+                if deadline is None:
+                    deadline = time.monotonic() + 2.0
     finally:
-        if failure is not None or len(done) < n_shards:
+        if failures or len(done) < n_shards:
             for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
         for proc in procs:
             proc.join()
-    if failure is not None:
-        status, payload = failure
+    if failures:
+        # a user error of any rank (the same on every rank) explains the others' broken barriers
+        failures.sort(key=lambda f: (f[1] != "error", f[0]))
+        _, status, payload = failures[0]
         if status == "error":
             name, message = payload
             cls = getattr(errors, name, errors.IsingMoeError)

@@ -32,7 +32,8 @@ from ._main import _emit, _int_list, main
 @click.option("--device", default=None, help="cuda, cuda:1, cpu [default: cuda if available].")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="[default: DATA_DIR/<model>.h5, DATA_DIR/<model>.random-init.h5 with --random-init]")
+              help="[default: DATA_DIR/<model>.h5; <model>.random-init.h5 with --random-init; "
+                   "<model>.positions-MODE.h5 with --positions MODE]")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory for the default output and corpus [default: $ISINGMOE_DATA, else the "
                    "installation's data/, whatever the working directory].")

@@ -94,6 +94,8 @@ def check_arguments(model, *, output=None, layers=None, max_length=512, n_sequen
         raise InvalidParameterError(f"device must be cpu, cuda or cuda:N, got {device!r}")
     # a local checkpoint directory is named after its folder (not its whole path)
     name = Path(spec.hub_id).name if spec.is_local and spec.alias == spec.hub_id else spec.alias
+    if positions != "natural":  # an ablation never takes the natural file's default name
+        name += f".positions-{positions}"
     out = Path(output) if output is not None else default_output(name, random_init, reduced, data_dir)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")

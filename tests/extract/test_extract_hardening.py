@@ -223,10 +223,11 @@ def test_shipped_data_found_from_another_directory(checkpoints, tmp_path, monkey
 
 
 def test_data_dir_option_sets_default_output(checkpoints, corpus, tmp_path):
-    r = cli("--model", checkpoints["olmoe"], "--corpus", corpus, "--data-dir", tmp_path / "d", "--device", "cpu",
-            "--max-length", 16, "--n-sequences", 2)
-    assert r.exit_code == 0, r.output
-    assert list((tmp_path / "d").glob("*.h5"))
+    args = ["--model", checkpoints["olmoe"], "--corpus", corpus, "--data-dir", tmp_path / "d", "--device", "cpu",
+            "--max-length", 16, "--n-sequences", 2]
+    assert cli(*args).exit_code == 0
+    assert cli(*args, "--positions", "constant").exit_code == 0  # an ablation gets its own default name
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["olmoe.h5", "olmoe.positions-constant.h5"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,4 +8,4 @@ import sys
 from ..cli import main
 
 if __name__ == "__main__":
-    main(["extract", *sys.argv[1:]], prog_name="python -m ising_moe.extract")
+    main(["extract", *sys.argv[1:]], prog_name="isingmoe")

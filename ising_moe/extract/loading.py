@@ -213,9 +213,10 @@ def load_model(spec: ModelSpec, config, *, revision: str | None = None, dtype: s
         if spec.is_local:
             inspect_checkpoint(spec.hub_id, need_weights=True)
         model, info = _from_pretrained(cls, spec, revision, torch_dtype, local_only)
-        missing, unexpected = _weight_mismatches(info, family)
-        if (missing or unexpected) and not allow_missing_weights:
-            raise DataFormatError(_mismatch_message(spec, missing, unexpected))
+        missing, unexpected, reshaped = _weight_mismatches(info, family)
+        if (missing or unexpected or reshaped) and not allow_missing_weights:
+            raise DataFormatError(_mismatch_message(spec, missing, unexpected, reshaped))
+        missing = sorted(set(missing) | set(reshaped))  # both were randomly initialised
         if missing:
             log.warning("%d weights missing from %s were randomly initialised (seed %d): %s", len(missing),
                         spec.hub_id, seed, _key_list(missing))
@@ -237,18 +238,18 @@ _UNUSED_DEFAULT = ("lm_head.",)
 _RECOMPUTED = ("rotary_emb.inv_freq",)
 
 
-def _weight_mismatches(info: dict, family: str) -> tuple[list[str], list[str]]:
-    """Checkpoint keys the model lacks (newly initialised) and unexpected ones, minus the expected."""
+def _weight_mismatches(info: dict, family: str) -> tuple[list[str], list[str], list[str]]:
+    """Checkpoint keys the model lacks (newly initialised), unexpected ones (minus those unused by
+    design), and those whose shape differs from the configuration's (also newly initialised)."""
     unused = _UNUSED_BY_DESIGN.get(family, _UNUSED_DEFAULT)
-    missing = sorted(set(info.get("missing_keys", ())) | {str(k[0]) if isinstance(k, tuple) else str(k)
-                                                          for k in info.get("mismatched_keys", ())})
-    missing = [k for k in missing if not k.endswith(_RECOMPUTED)]
+    missing = sorted(str(k) for k in info.get("missing_keys", ()) if not str(k).endswith(_RECOMPUTED))
+    reshaped = sorted(str(k[0]) if isinstance(k, (tuple, list)) else str(k) for k in info.get("mismatched_keys", ()))
     unexpected = sorted(k for k in info.get("unexpected_keys", ())
                         if not k.startswith(unused) and not k.endswith(_RECOMPUTED))
     errors = [str(e) for e in info.get("error_msgs", ()) if str(e).strip()]
     if errors:
         raise DataFormatError(f"the weights could not be loaded into the model: {errors[0].splitlines()[0]}")
-    return missing, unexpected
+    return missing, unexpected, reshaped
 
 
 def _key_list(keys: list[str], limit: int = 6) -> str:
@@ -256,8 +257,11 @@ def _key_list(keys: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _mismatch_message(spec: ModelSpec, missing: list[str], unexpected: list[str]) -> str:
+def _mismatch_message(spec: ModelSpec, missing: list[str], unexpected: list[str], reshaped: list[str]) -> str:
     parts = []
+    if reshaped:
+        parts.append(f"{len(reshaped)} weight(s) have another shape than config.json says and would be randomly "
+                     f"initialised ({_key_list(reshaped)})")
     if missing:
         parts.append(f"{len(missing)} weight(s) of the model are missing and would be randomly initialised "
                      f"({_key_list(missing)})")
@@ -278,8 +282,10 @@ def _from_pretrained(cls, spec: ModelSpec, revision: str | None, torch_dtype, lo
 
     def attempt(local_files_only: bool):
         with _quiet_transformers():
+            # mismatched shapes are reported in the loading info (and refused there), not raised
             return cls.from_pretrained(spec.hub_id, revision=revision, dtype=torch_dtype,
-                                       local_files_only=local_files_only, output_loading_info=True)
+                                       local_files_only=local_files_only, output_loading_info=True,
+                                       ignore_mismatched_sizes=True)
 
     try:
         try:
@@ -296,8 +302,8 @@ def _from_pretrained(cls, spec: ModelSpec, revision: str | None, torch_dtype, lo
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         if isinstance(exc, OSError) and not spec.is_local:
             raise ModelNotAvailableError(_how_to_get(spec, revision)) from None
-        raise DataFormatError(f"the weights of {spec.hub_id} cannot be read ({type(exc).__name__}: {first}): "
-                              "the checkpoint is damaged; download or save it again") from None
+        raise DataFormatError(f"the weights of {spec.hub_id} cannot be loaded ({type(exc).__name__}: {first}): "
+                              "the checkpoint is damaged or does not match its config.json") from None
 
 
 def _load_config(spec: ModelSpec, revision: str | None, local_only: bool):

@@ -209,8 +209,10 @@ def resolve_model(name: str) -> ModelSpec:
     for spec in MODELS.values():
         if spec.hub_id == name and not spec.train_command:
             return spec
-    if Path(name).is_dir() or (name.count("/") == 1 and not name.startswith((".", "/"))):
+    if Path(name).is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
         return ModelSpec(alias=name, hub_id=name)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise InvalidParameterError(f"no checkpoint directory {name}: check the path (a hub id is org/name)")
     raise InvalidParameterError(
         f"unknown model {name!r}: use an alias ({', '.join(MODELS)}), a Hugging Face hub id "
         "(org/name) or a local checkpoint directory"

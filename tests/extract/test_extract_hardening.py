@@ -83,6 +83,17 @@ def test_unexpected_weight_stops_the_run(checkpoints, corpus, tmp_path):
     assert no_state(tmp_path)
 
 
+def test_weight_shapes_unlike_config_stop_the_run(checkpoints, corpus, tmp_path):
+    ckpt = tmp_path / "reshaped"
+    shutil.copytree(checkpoints["olmoe"], ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["intermediate_size"] += 4
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataFormatError, match=r"another shape than config.json .*layers\.0\.mlp\.experts"):
+        run_extract(ckpt, corpus, tmp_path)
+    assert no_state(tmp_path)
+
+
 @pytest.mark.parametrize("damage, message", [
     ("empty", "is empty"), ("half", "truncated"), ("garbled", "header"), ("short", "truncated")])
 def test_damaged_safetensors(damage, message, checkpoints, corpus, tmp_path):
@@ -242,6 +253,7 @@ def test_data_dir_option_sets_default_output(checkpoints, corpus, tmp_path):
     (["--model", "switch-8", "--positions", "reversed"], "relative position bias"),
     (["--model", "olmoe-tiny"], "isingmoe train --preset olmoe-tiny --balance aux -o"),
     (["--model", "not a model"], "unknown model"),
+    (["--model", "/no/such/checkpoint"], "no checkpoint directory /no/such/checkpoint"),
     (["--layers", "1;2"], "comma-separated integers"),
 ])
 def test_bad_extract_inputs_table(args, message, checkpoints, corpus, tmp_path, monkeypatch):

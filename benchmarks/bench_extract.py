@@ -5,6 +5,12 @@ for the switch-base-8 and switch-base-16 architectures with random weights. Prin
     python benchmarks/bench_extract.py [--device cuda] [--dtype bf16] [--batch-size 32] [--n-batches 20]
 
 Meant for a GPU; on a CPU use small --n-batches (the ratio is still meaningful).
+
+With ``--shards N`` it also times the whole ``extract()`` job (corpus, tokenizer, model load,
+forward passes, staging, merge) on the shipped corpus in one process and in N processes (CPU, one
+model replica each), and checks that both files hold identical datasets:
+
+    python benchmarks/bench_extract.py --device cpu --models olmoe --shards 2 --n-sequences 64
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ def main():
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--n-batches", type=int, default=20)
     parser.add_argument("--models", default="switch-8,switch-16")
+    parser.add_argument("--shards", type=int, default=1, help="also time extract() with this many processes")
+    parser.add_argument("--n-sequences", type=int, default=64, help="sequences of the sharded comparison")
     args = parser.parse_args()
     dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
@@ -72,7 +80,36 @@ def main():
             "extract_over_bare": t_bare / times["extract"],
         })
         loaded = None  # free the model before the next one
+        if args.shards > 1:
+            rows.append(_sharded(alias, args))
     emit("extract", rows)
+
+
+def _sharded(alias: str, args) -> dict:
+    """End-to-end extract() in 1 and in ``args.shards`` processes: wall time and identical datasets."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import h5py
+
+    from ising_moe.extract import extract
+
+    reduced = alias == "olmoe"
+    times, paths = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for shards in (1, args.shards):
+            paths[shards] = Path(tmp) / f"{shards}.h5"
+            t0 = time.perf_counter()
+            res = extract(alias, output=paths[shards], random_init=True, reduced=reduced, device=args.device,
+                          max_length=args.length, n_sequences=args.n_sequences, batch_size=args.batch_size,
+                          shards=shards, progress=False)
+            times[shards] = time.perf_counter() - t0
+        with h5py.File(paths[1], "r") as f, h5py.File(paths[args.shards], "r") as g:
+            identical = sorted(f) == sorted(g) and all(np.array_equal(f[k][()], g[k][()]) for k in f)
+    return {"model": alias, "device": args.device, "n_tokens": res.n_tokens, "shards": args.shards,
+            "single_s": times[1], "sharded_s": times[args.shards], "speedup": times[1] / times[args.shards],
+            "identical_datasets": bool(identical)}
 
 
 if __name__ == "__main__":

@@ -10,10 +10,15 @@ An extraction file (kind ``"experts"``, written by ``isingmoe extract``) holds
 - optional ``token_ids``, ``router_probs`` (probabilities of the chosen experts),
   ``router_entropy``, ``hidden_states`` (router inputs);
 
-and the provenance attributes ``model_id``, ``revision``, ``weights`` (``"pretrained"`` or
+and the provenance attributes ``model_id``, ``revision`` (``"local"`` for a checkpoint directory),
+``weights`` (``"pretrained"``, ``"trained-here"`` for an organism of ``isingmoe train``, or
 ``"random-init"``; ``"imported-trace"`` for routing recorded by another engine and converted by
-:mod:`ising_moe.traces`, which adds ``source_format`` and ``source_files``), ``n_experts``, ``top_k``
-and the rest of the extraction parameters.
+:mod:`ising_moe.traces`, which adds ``source_format`` and ``source_files``), ``subject`` (one sentence saying what the model is), ``n_experts``, ``top_k``,
+``checkpoint_sha256`` / ``checkpoint_files`` (SHA-256 of a local checkpoint's config, tokenizer and
+weight files), ``random_weights`` (JSON list of weights the checkpoint lacked, randomly initialised
+under ``--allow-missing-weights``; normally empty), ``positions`` (the position ids given to a RoPE
+model: ``natural``, ``constant``, ``shuffled``, ``reversed``), ``stack`` (``"encoder"`` for Switch:
+only its encoder's MoE layers are extracted) and the rest of the extraction parameters.
 """
 
 from __future__ import annotations
@@ -125,12 +130,21 @@ class ExpertSequences:
 
     @property
     def provenance_note(self) -> str | None:
-        """The line every report built from random-init data must print (else ``None``)."""
+        """The line every report built from this data must print: random-init weights, a model trained
+        here, weights the checkpoint lacked, or ablated positions (else ``None``)."""
+        notes = []
         if self.is_random_init:
             extra = f" ({self.attrs['reduced']})" if self.attrs.get("reduced") else ""
-            return (f"NOTE: {self.model_id} data comes from RANDOM-INIT weights{extra}, not a trained "
-                    "model: it tests the pipeline and says nothing about trained routing.")
-        return None
+            notes.append(f"{self.model_id} data comes from RANDOM-INIT weights{extra}, not a trained "
+                         "model: it tests the pipeline and says nothing about trained routing.")
+        elif self.weights == "trained-here":
+            notes.append(f"{self.attrs.get('subject') or self.model_id + ' (trained here)'}.")
+        random_weights = self.attrs.get("random_weights", "[]")
+        if random_weights not in ("", "[]"):
+            notes.append(f"weights missing from the checkpoint were randomly initialised: {random_weights}.")
+        if self.attrs.get("positions", "natural") != "natural":
+            notes.append(f"routing extracted with ablated position ids ({self.attrs['positions']}).")
+        return "NOTE: " + " ".join(notes) if notes else None
 
     # ------------------------------------------------------------------ views
     def layer_index(self, layer: int) -> int:

@@ -16,11 +16,15 @@ from ._main import _emit, _int_list, main
 
 @main.command()
 @click.option("--model", "-m", default="switch-8", show_default=True,
-              help="Alias (switch-8/16/32/64/128, olmoe, mixtral, qwen-moe), hub id, or local directory.")
+              help="Alias (switch-8/16/32/64/128, olmoe, mixtral, qwen-moe; organisms trained here: olmoe-tiny, "
+                   "olmoe-tiny-mem, switch-tiny, and their step-0 twins <alias>-untrained), hub id, or a local "
+                   "checkpoint directory (its own tokenizer is used).")
 @click.option("--corpus", type=click.Path(path_type=Path), default=None,
-              help="Text file, directory or JSONL [default: the shipped corpus data/corpus/kjv.txt.gz].")
+              help="Text file, directory or JSONL [default: the shipped corpus corpus/kjv.txt.gz of the data "
+                   "directory].")
 @click.option("--layers", default=None, help="MoE block indices to record, e.g. 1,3,5 [default: all].")
-@click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per sequence.")
+@click.option("--max-length", type=int, default=512, show_default=True,
+              help="Tokens per sequence.")
 @click.option("--n-sequences", type=int, default=1000, show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
@@ -28,22 +32,47 @@ from ._main import _emit, _int_list, main
 @click.option("--device", default=None, help="cuda, cuda:1, cpu [default: cuda if available].")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="[default: data/<model>.h5, data/<model>.random-init.h5 with --random-init]")
+              help="[default: DATA_DIR/<model>.h5; <model>.random-init.h5 with --random-init; "
+                   "<model>.positions-MODE.h5 with --positions MODE]")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory for the default output and corpus [default: $ISINGMOE_DATA, else the "
+                   "installation's data/, whatever the working directory].")
 @click.option("--random-init", is_flag=True, help="Random weights from the real configuration (seeded).")
 @click.option("--reduced", is_flag=True, help="With --random-init: the reduced-size variant (olmoe).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random weights and of --positions shuffled.")
+@click.option("--positions", type=click.Choice(["natural", "constant", "shuffled", "reversed"]), default="natural",
+              show_default=True,
+              help="Position ids given to a RoPE model (olmoe, mixtral, qwen): constant = all 0 (no positional "
+                   "information), shuffled = a seeded permutation per sequence, reversed. Same text, same causal "
+                   "context: compares routing with and without position. Refused for Switch (relative "
+                   "position bias, no position ids).")
+@click.option("--allow-missing-weights", is_flag=True,
+              help="Run even if the checkpoint lacks weights of the model (randomly initialised, seeded) or "
+                   "holds unused ones; the file lists them (attribute random_weights). Default: stop.")
+@click.option("--shards", type=int, default=1, show_default=True,
+              help="Processes (one model replica each) that split the corpus; the file is the same as with 1. "
+                   "For several GPUs use torchrun --nproc-per-node N -m ising_moe.extract ... instead.")
 @click.option("--router-probs", is_flag=True, help="Also store chosen experts' probabilities and router entropy.")
 @click.option("--hidden-states", is_flag=True, help="Also store router-input hidden states (large).")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
 @click.option("--packing", type=click.Choice(["concat", "document"]), default="concat", show_default=True,
               help="Full windows of the concatenated corpus, or one padded sequence per document.")
-@click.option("--padding-side", type=click.Choice(["right", "left"]), default="right", show_default=True)
+@click.option("--padding-side", type=click.Choice(["right", "left"]), default="right", show_default=True,
+              help="Where a batch pads short sequences; Switch accepts only right (left padding takes "
+                   "expert capacity).")
 @click.option("--overwrite", is_flag=True, help="Replace the output and discard interrupted partial work.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, device, revision, output,
-            random_init, reduced, seed, router_probs, hidden_states, text_field, packing, padding_side,
-            overwrite, as_json):
-    """Extract top-k expert sequences from a MoE model into HDF5 (resumable)."""
+def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, device, revision, output, data_dir,
+            random_init, reduced, seed, positions, allow_missing_weights, shards, router_probs, hidden_states,
+            text_field, packing, padding_side, overwrite, as_json):
+    """Extract top-k expert sequences from a MoE model into HDF5 (resumable).
+
+    Switch Transformers are encoder-decoders: only the encoder runs (on the corpus text), so the
+    file holds the routing of the encoder's MoE layers; the decoder's are not extracted (recorded
+    in the file as stack = encoder). Any weight missing from or unexpected in a checkpoint stops
+    the run unless --allow-missing-weights.
+    """
     from ..errors import require
 
     require("torch", "extract", "isingmoe extract")
@@ -54,20 +83,25 @@ def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, d
         n_sequences=n_sequences, batch_size=batch_size, dtype=dtype, device=device, revision=revision,
         random_init=random_init, reduced=reduced, seed=seed, router_probs=router_probs,
         hidden_states=hidden_states, text_field=text_field, packing=packing, padding_side=padding_side,
+        positions=positions, allow_missing_weights=allow_missing_weights, data_dir=data_dir, shards=shards,
         overwrite=overwrite, progress=not as_json)
+    if result.rank != 0:  # under torchrun only rank 0 reports
+        return
     payload = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     lines = [
-        f"wrote {result.path}{' (resumed)' if result.resumed else ''}",
+        f"wrote {result.path}{' (resumed)' if result.resumed else ''}"
+        + (f" from {result.shards} shards" if result.shards > 1 else ""),
         f"model {result.model_id}: {result.n_experts} experts, top-{result.top_k}, MoE layers {result.layers}",
         f"{result.n_sequences} sequences, {result.n_tokens} tokens, tokenizer {result.tokenizer}",
     ]
+    if result.positions != "natural":
+        lines.append(f"position ids: {result.positions} (ablation)")
     if result.drop_fraction is not None:
         lines.append("capacity drops by layer: " + ", ".join(
             f"{layer}: {frac:.1%}" for layer, frac in zip(result.layers, result.drop_fraction)))
     if result.weights == "random-init":
         lines.append("NOTE: RANDOM-INIT weights, not a trained model: use this data to test pipelines only.")
     _emit(payload, as_json, lines)
-
 
 
 @main.command()

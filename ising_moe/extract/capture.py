@@ -57,15 +57,18 @@ class RoutingCapture:
     def __init__(self, model, family: str, layers=None, router_probs: bool = False,
                  hidden_states: bool = False):
         self.family = family
+        from ..errors import InvalidParameterError, UnsupportedModelError
+
         blocks = moe_blocks(model, family)
         if not blocks:
-            raise ValueError("no MoE blocks found in the model")
+            dense = getattr(model.config, "mlp_only_layers", None)
+            why = f" (every layer is listed in mlp_only_layers = {list(dense)})" if dense else ""
+            raise UnsupportedModelError(
+                f"this {family} model has no MoE layer{why}: there is no routing to extract")
         available = [index for index, _ in blocks]
         if layers is not None:
             missing = sorted(set(layers) - set(available))
             if missing:
-                from ..errors import InvalidParameterError
-
                 raise InvalidParameterError(
                     f"layers {missing} are not MoE layers of this model; its MoE layers are {available}"
                 )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataFormatError, InvalidParameterError
-from .registry import data_dir
+from .registry import data_dir, shipped_data_dir
 
 __all__ = ["Corpus", "read_corpus", "default_corpus_path"]
 
@@ -38,9 +38,15 @@ class Corpus:
     sha256: str
 
 
-def default_corpus_path() -> Path:
-    """The shipped corpus: the King James Bible (public domain), ``data/corpus/kjv.txt.gz``."""
-    return data_dir() / "corpus" / "kjv.txt.gz"
+def default_corpus_path(directory=None) -> Path:
+    """The shipped corpus: the King James Bible (public domain), ``corpus/kjv.txt.gz`` in the data
+    directory (``directory``, ``$ISINGMOE_DATA``) or else in the installation's ``data/``, whatever
+    the working directory."""
+    for folder in (data_dir(directory), shipped_data_dir()):
+        path = folder / "corpus" / "kjv.txt.gz"
+        if path.is_file():
+            return path
+    return shipped_data_dir() / "corpus" / "kjv.txt.gz"
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -85,7 +91,7 @@ def _jsonl_documents(path: Path, text: str, text_field: str) -> list[str]:
     return docs
 
 
-def read_corpus(source=None, text_field: str = "text") -> Corpus:
+def read_corpus(source=None, text_field: str = "text", data_dir=None) -> Corpus:
     """Read a corpus.
 
     Parameters
@@ -95,6 +101,8 @@ def read_corpus(source=None, text_field: str = "text") -> Corpus:
         in ``text_field``), or a directory of such files (read in sorted order). Default: the
         shipped corpus (:func:`default_corpus_path`).
     text_field : str, default "text"
+    data_dir : path-like, optional
+        Data directory searched first for the shipped corpus (see :func:`default_corpus_path`).
 
     Raises
     ------
@@ -103,7 +111,7 @@ def read_corpus(source=None, text_field: str = "text") -> Corpus:
     DataFormatError
         Empty, not UTF-8, invalid JSON, or JSONL without ``text_field``.
     """
-    path = Path(source) if source is not None else default_corpus_path()
+    path = Path(source) if source is not None else default_corpus_path(data_dir)
     if not path.exists():
         hint = " (the shipped corpus is missing: reinstall from a full checkout)" if source is None else ""
         raise InvalidParameterError(f"corpus {path} does not exist{hint}")

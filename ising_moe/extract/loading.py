@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
-from ..errors import MissingDependencyError, ModelNotAvailableError, UnsupportedModelError, require
+from ..errors import (
+    DataFormatError,
+    MissingDependencyError,
+    ModelNotAvailableError,
+    UnsupportedModelError,
+    require,
+)
+from .checkpoint import download_command, hub_reachable, inspect_checkpoint, offline_mode
 from .registry import SUPPORTED_FAMILIES, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,8 @@ class LoadedModel:
     commit_hash: str | None
     dtype: str
     device: str
+    random_weights: list[str] = field(default_factory=list)  # missing from the checkpoint: random init
+    unexpected_weights: list[str] = field(default_factory=list)  # in the checkpoint, unused
 
 
 def check_versions() -> dict[str, str]:
@@ -89,13 +100,37 @@ def _model_class(family: str):
 
 def _how_to_get(spec: ModelSpec, revision: str | None) -> str:
     cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
-    rev = f" --revision {revision}" if revision else ""
     return (
         f"weights of {spec.hub_id}{'@' + revision if revision else ''} are not in the local Hugging Face "
         f"cache (HF_HOME={cache}) and cannot be downloaded here. On a machine with internet run "
-        f"`huggingface-cli download {spec.hub_id}{rev}` and copy the cache, or pass a local checkpoint "
+        f"`{download_command(spec.hub_id, revision)}` and copy the cache, or pass a local checkpoint "
         "directory with --model PATH; --random-init builds the model with random weights instead"
     )
+
+
+def _hub_unreachable(spec: ModelSpec, revision: str | None) -> str:
+    from huggingface_hub import constants
+
+    return (f"{spec.hub_id} is not in the local Hugging Face cache and the hub ({constants.ENDPOINT}) cannot be "
+            f"reached: run `{download_command(spec.hub_id, revision)}` where there is internet and copy "
+            "the cache (HF_HOME), pass a local checkpoint directory with --model PATH, or use --random-init")
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' load report and progress bars (ising-moe checks the loading info
+    itself and stops on any problem); restore the previous settings afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def build_config(spec: ModelSpec, reduced: bool = False):
@@ -115,10 +150,13 @@ def model_config(spec: ModelSpec, *, revision: str | None = None, random_init: b
     else the checkpoint's ``config.json`` (local directory, cache, or hub)."""
     check_versions()
     if local_only is None:
-        local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        local_only = offline_mode()
     if random_init and spec.config:
         config = build_config(spec, reduced)
     else:
+        if spec.is_local:
+            values = inspect_checkpoint(spec.hub_id, need_weights=not random_init)
+            _family_of(SimpleNamespace(model_type=values["model_type"]))
         config = _load_config(spec, revision, local_only)
     _family_of(config)
     return config
@@ -126,7 +164,7 @@ def model_config(spec: ModelSpec, *, revision: str | None = None, random_init: b
 
 def load_model(spec: ModelSpec, config, *, revision: str | None = None, dtype: str = "fp32",
                device: str = "cpu", random_init: bool = False, seed: int = 0,
-               local_only: bool | None = None) -> LoadedModel:
+               local_only: bool | None = None, allow_missing_weights: bool = False) -> LoadedModel:
     """Load a model for extraction, in eval mode on ``device``.
 
     Parameters
@@ -140,60 +178,154 @@ def load_model(spec: ModelSpec, config, *, revision: str | None = None, dtype: s
     device : str
     random_init : bool
         Build from ``config`` with random weights (seeded) instead of loading weights.
+    seed : int
+        Seed of the random weights (and of any weight the checkpoint lacks).
     local_only : bool, optional
         Only look in the local cache (default: when ``HF_HUB_OFFLINE`` is set).
+    allow_missing_weights : bool
+        Run even when the checkpoint lacks weights of the model (they are then randomly
+        initialised, seeded, and listed in :attr:`LoadedModel.random_weights`) or holds weights
+        the model does not use. By default any such mismatch stops the run.
 
     Raises
     ------
     ModelNotAvailableError
         Weights are missing locally and cannot be downloaded (the message says how to get them).
+    DataFormatError
+        Damaged weight files, or weights that do not match the model (the keys are named).
     UnsupportedModelError
         The architecture is not one whose router ising-moe reads.
     """
     import torch
 
     if local_only is None:
-        local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    from transformers.utils import logging as hf_logging
-
+        local_only = offline_mode()
     family = _family_of(config)
     torch_dtype = _torch_dtype(dtype)
     cls = _model_class(family)
-    # loading the encoder of a Switch checkpoint leaves the decoder weights unused: not worth a report
-    hf_logging.set_verbosity_error()
+    torch.manual_seed(seed)  # random init, and any weight a checkpoint lacks, are reproducible
+    missing: list[str] = []
+    unexpected: list[str] = []
     if random_init:
-        torch.manual_seed(seed)
         model = cls.from_config(config) if cls.__name__ == "AutoModel" else cls._from_config(config)
         commit, weights = None, "random-init"
     else:
-        try:
-            model = cls.from_pretrained(spec.hub_id, revision=revision, dtype=torch_dtype, local_files_only=True)
-        except OSError:
-            if local_only or spec.is_local:
-                raise ModelNotAvailableError(_how_to_get(spec, revision)) from None
-            try:
-                model = cls.from_pretrained(spec.hub_id, revision=revision, dtype=torch_dtype)
-            except OSError:
-                raise ModelNotAvailableError(_how_to_get(spec, revision)) from None
+        if spec.is_local:
+            inspect_checkpoint(spec.hub_id, need_weights=True)
+        model, info = _from_pretrained(cls, spec, revision, torch_dtype, local_only)
+        missing, unexpected, reshaped = _weight_mismatches(info, family)
+        if (missing or unexpected or reshaped) and not allow_missing_weights:
+            raise DataFormatError(_mismatch_message(spec, missing, unexpected, reshaped))
+        missing = sorted(set(missing) | set(reshaped))  # both were randomly initialised
+        if missing:
+            log.warning("%d weights missing from %s were randomly initialised (seed %d): %s", len(missing),
+                        spec.hub_id, seed, _key_list(missing))
         commit = getattr(model.config, "_commit_hash", None)
         weights = "pretrained"
     model = model.to(device=device, dtype=torch_dtype)
     model.eval()  # models start in training mode: router jitter noise and dropout off
     n_experts, top_k = _routing_shape(config, family)
     return LoadedModel(model=model, config=model.config, family=family, n_experts=n_experts, top_k=top_k,
-                       weights=weights, commit_hash=commit, dtype=dtype, device=str(device))
+                       weights=weights, commit_hash=commit, dtype=dtype, device=str(device),
+                       random_weights=missing, unexpected_weights=unexpected)
+
+
+#: weights of a checkpoint that the loaded part of the model does not use, by design: the LM head
+#: of a causal LM (the base model is loaded) and the decoder of Switch (its encoder is loaded);
+#: rotary frequencies are recomputed from the configuration
+_UNUSED_BY_DESIGN = {"switch_transformers": ("decoder.", "lm_head.")}
+_UNUSED_DEFAULT = ("lm_head.",)
+_RECOMPUTED = ("rotary_emb.inv_freq",)
+
+
+def _weight_mismatches(info: dict, family: str) -> tuple[list[str], list[str], list[str]]:
+    """Checkpoint keys the model lacks (newly initialised), unexpected ones (minus those unused by
+    design), and those whose shape differs from the configuration's (also newly initialised)."""
+    unused = _UNUSED_BY_DESIGN.get(family, _UNUSED_DEFAULT)
+    missing = sorted(str(k) for k in info.get("missing_keys", ()) if not str(k).endswith(_RECOMPUTED))
+    reshaped = sorted(str(k[0]) if isinstance(k, (tuple, list)) else str(k) for k in info.get("mismatched_keys", ()))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ())
+                        if not k.startswith(unused) and not k.endswith(_RECOMPUTED))
+    errors = [str(e) for e in info.get("error_msgs", ()) if str(e).strip()]
+    if errors:
+        raise DataFormatError(f"the weights could not be loaded into the model: {errors[0].splitlines()[0]}")
+    return missing, unexpected, reshaped
+
+
+def _key_list(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _mismatch_message(spec: ModelSpec, missing: list[str], unexpected: list[str], reshaped: list[str]) -> str:
+    parts = []
+    if reshaped:
+        parts.append(f"{len(reshaped)} weight(s) have another shape than config.json says and would be randomly "
+                     f"initialised ({_key_list(reshaped)})")
+    if missing:
+        parts.append(f"{len(missing)} weight(s) of the model are missing and would be randomly initialised "
+                     f"({_key_list(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} weight(s) in the checkpoint are not used by the model "
+                     f"({_key_list(unexpected)})")
+    return (f"{spec.hub_id} does not match its configuration: {'; '.join(parts)}. The routing would be "
+            "wrong: repair the checkpoint, or pass --allow-missing-weights to run anyway (the output then "
+            "lists the random weights in its 'random_weights' attribute)")
+
+
+def _from_pretrained(cls, spec: ModelSpec, revision: str | None, torch_dtype, local_only: bool):
+    """``cls.from_pretrained`` with loading info: local cache first, then the hub if reachable."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors is a dependency of transformers
+        SafetensorError = OSError  # noqa: N806
+
+    def attempt(local_files_only: bool):
+        with _quiet_transformers():
+            # mismatched shapes are reported in the loading info (and refused there), not raised
+            return cls.from_pretrained(spec.hub_id, revision=revision, dtype=torch_dtype,
+                                       local_files_only=local_files_only, output_loading_info=True,
+                                       ignore_mismatched_sizes=True)
+
+    try:
+        try:
+            return attempt(True)
+        except OSError:
+            if local_only or spec.is_local:
+                if spec.is_local:
+                    raise
+                raise ModelNotAvailableError(_how_to_get(spec, revision)) from None
+            if not hub_reachable():
+                raise ModelNotAvailableError(_hub_unreachable(spec, revision)) from None
+            return attempt(False)
+    except (SafetensorError, EOFError, RuntimeError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        if isinstance(exc, OSError) and not spec.is_local:
+            raise ModelNotAvailableError(_how_to_get(spec, revision)) from None
+        raise DataFormatError(f"the weights of {spec.hub_id} cannot be loaded ({type(exc).__name__}: {first}): "
+                              "the checkpoint is damaged or does not match its config.json") from None
 
 
 def _load_config(spec: ModelSpec, revision: str | None, local_only: bool):
     from transformers import AutoConfig
 
+    def attempt(local_files_only: bool):
+        with _quiet_transformers():
+            return AutoConfig.from_pretrained(spec.hub_id, revision=revision, local_files_only=local_files_only)
+
     try:
-        return AutoConfig.from_pretrained(spec.hub_id, revision=revision, local_files_only=True)
-    except (OSError, ValueError):
-        if local_only or spec.is_local:
+        return attempt(True)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        if spec.is_local:
+            detail = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise DataFormatError(f"{spec.hub_id}/config.json is not a valid configuration "
+                                  f"({type(exc).__name__}: {detail}): repair or replace it") from None
+        if local_only:
             raise ModelNotAvailableError(_how_to_get(spec, revision)) from None
+    if not hub_reachable():
+        raise ModelNotAvailableError(_hub_unreachable(spec, revision))
     try:
-        return AutoConfig.from_pretrained(spec.hub_id, revision=revision)
+        return attempt(False)
     except (OSError, ValueError):
         raise ModelNotAvailableError(_how_to_get(spec, revision)) from None
 

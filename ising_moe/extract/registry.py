@@ -4,6 +4,10 @@ The ``config`` of each alias holds the values of the model's published ``config.
 ``--random-init`` offline: transformers' default configs are *not* the real ones; e.g.
 switch-base-N has ``d_ff = 3072`` and 6 sparse encoder layers, every second block, while the
 default config has 2048 and 3).
+
+Model organisms trained here (``isingmoe train``) are aliases of local checkpoint directories under
+the installation's ``models/`` (or ``$ISINGMOE_MODELS``). Shipped data (expert files, the default
+corpus) are found relative to the installation too, never relative to the working directory.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 
-__all__ = ["ModelSpec", "MODELS", "SUPPORTED_FAMILIES", "resolve_model", "data_dir", "find_data_file"]
+__all__ = ["ModelSpec", "MODELS", "ORGANISMS", "SUPPORTED_FAMILIES", "resolve_model", "data_dir",
+           "data_dirs", "shipped_data_dir", "models_dir", "find_data_file", "default_output"]
 
 #: transformers ``model_type`` values whose routers ising-moe reads
 SUPPORTED_FAMILIES = ("switch_transformers", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe")
@@ -39,6 +44,9 @@ class ModelSpec:
         Published configuration values (for ``--random-init``).
     reduced : dict
         Overrides for the reduced-size random-init variant shipped in ``data/`` (empty: none).
+    train_command : str
+        For a model organism: the ``isingmoe train`` arguments that build its checkpoint (empty:
+        not an organism).
     """
 
     alias: str
@@ -48,6 +56,7 @@ class ModelSpec:
     top_k: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     reduced: dict[str, Any] = field(default_factory=dict)
+    train_command: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -129,45 +138,137 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+#: model organisms trained here: alias -> (``isingmoe train`` preset, load balancing)
+_ORGANISM_RECIPES = {
+    "olmoe-tiny": ("olmoe-tiny", "aux"),
+    "olmoe-tiny-mem": ("olmoe-tiny", "mem"),
+    "switch-tiny": ("switch-tiny", "aux"),
+}
+
+
+def _organisms() -> dict[str, ModelSpec]:
+    """Aliases of the trained organisms and of their untrained twins (``<alias>-untrained``: the same
+    configuration at step 0, saved by ``isingmoe train`` in ``<checkpoint>/untrained``)."""
+    specs = {}
+    for alias, (preset, balance) in _ORGANISM_RECIPES.items():
+        command = f"--preset {preset} --balance {balance}"
+        specs[alias] = ModelSpec(alias=alias, hub_id=f"models/{alias}", train_command=command)
+        specs[f"{alias}-untrained"] = ModelSpec(alias=f"{alias}-untrained", hub_id=f"models/{alias}/untrained",
+                                                train_command=command)
+    return specs
+
+
+#: model organisms (``hub_id`` relative to :func:`models_dir`'s parent until resolved)
+ORGANISMS: dict[str, ModelSpec] = _organisms()
+MODELS.update(ORGANISMS)
+
+
+def install_root() -> Path:
+    """The directory holding the ``ising_moe`` package (the repository root for a checkout)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def models_dir() -> Path:
+    """Where the organisms' checkpoints live: ``$ISINGMOE_MODELS``, else ``<installation>/models``."""
+    env = os.environ.get("ISINGMOE_MODELS")
+    return Path(env) if env else install_root() / "models"
+
+
+def _resolve_organism(spec: ModelSpec) -> ModelSpec:
+    from ..errors import ModelNotAvailableError
+
+    trained = spec.alias.removesuffix("-untrained")
+    root = models_dir() / trained
+    path = root / "untrained" if spec.alias.endswith("-untrained") else root
+    if not (path / "config.json").is_file():
+        raise ModelNotAvailableError(
+            f"the model organism {spec.alias} is not built: no checkpoint in {path}. Build it (CPU, "
+            f"minutes) with `isingmoe train {spec.train_command} -o {root}`"
+        )
+    return ModelSpec(alias=spec.alias, hub_id=str(path), train_command=spec.train_command)
+
+
 def resolve_model(name: str) -> ModelSpec:
-    """An alias (``switch-8``), a hub id (``org/name``) or a local checkpoint directory.
+    """An alias (``switch-8``, ``olmoe-tiny``), a hub id (``org/name``) or a local checkpoint directory.
+
+    Organism aliases resolve to their checkpoint directory under :func:`models_dir`.
 
     Raises
     ------
     InvalidParameterError
         For a name that is none of these.
+    ModelNotAvailableError
+        For an organism whose checkpoint has not been built (the message gives the command).
     """
     if not isinstance(name, str) or not name.strip():
         raise InvalidParameterError("--model must be an alias, a hub id or a local directory")
+    if name in ORGANISMS:
+        return _resolve_organism(ORGANISMS[name])
     if name in MODELS:
         return MODELS[name]
     for spec in MODELS.values():
-        if spec.hub_id == name:
+        if spec.hub_id == name and not spec.train_command:
             return spec
-    if Path(name).is_dir() or (name.count("/") == 1 and not name.startswith((".", "/"))):
+    if Path(name).is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
         return ModelSpec(alias=name, hub_id=name)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise InvalidParameterError(f"no checkpoint directory {name}: check the path (a hub id is org/name)")
     raise InvalidParameterError(
         f"unknown model {name!r}: use an alias ({', '.join(MODELS)}), a Hugging Face hub id "
         "(org/name) or a local checkpoint directory"
     )
 
 
-def data_dir() -> Path:
-    """Where expert-sequence files live: ``$ISINGMOE_DATA``, else ``./data``."""
-    return Path(os.environ.get("ISINGMOE_DATA", "data"))
+def shipped_data_dir() -> Path:
+    """The data shipped with the installation: ``<installation>/data`` (the repository's ``data/``
+    for a checkout installed with ``pip install -e``)."""
+    return install_root() / "data"
 
 
-def default_output(alias: str, random_init: bool, reduced: bool = False) -> Path:
-    """Default extraction file name: ``data/<alias>.h5`` or ``data/<alias>.random-init[-reduced].h5``."""
+def data_dir(explicit=None) -> Path:
+    """Where expert-sequence files are written by default.
+
+    ``explicit`` (``--data-dir``), else ``$ISINGMOE_DATA``, else the installation's ``data/``
+    (:func:`shipped_data_dir`) when it exists, else ``./data``. Never the working directory's
+    ``data/`` when the installation has one, so that commands work from any directory.
+    """
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("ISINGMOE_DATA")
+    if env:
+        return Path(env)
+    shipped = shipped_data_dir()
+    return shipped if shipped.is_dir() else Path("data")
+
+
+def data_dirs(explicit=None) -> list[Path]:
+    """Directories searched for expert files, in order: :func:`data_dir`, ``./data`` (files
+    extracted earlier from this working directory), the installation's ``data/``."""
+    dirs = []
+    for path in (data_dir(explicit), Path("data"), shipped_data_dir()):
+        if path.is_dir() and not any(path.resolve() == d.resolve() for d in dirs):
+            dirs.append(path)
+    return dirs or [data_dir(explicit)]
+
+
+def default_output(alias: str, random_init: bool, reduced: bool = False, directory=None) -> Path:
+    """Default extraction file: ``<data_dir>/<alias>.h5`` or ``<alias>.random-init[-reduced].h5``."""
     safe = alias.replace("/", "--")
     suffix = ".random-init-reduced" if reduced else (".random-init" if random_init else "")
-    return data_dir() / f"{safe}{suffix}.h5"
+    return data_dir(directory) / f"{safe}{suffix}.h5"
 
 
-def find_data_file(alias: str) -> Path | None:
-    """The expert file for an alias: the user's own extraction first, then the shipped random-init one."""
-    for random_init, reduced in ((False, False), (True, False), (True, True)):
-        path = default_output(alias, random_init, reduced)
-        if path.is_file():
-            return path
+def find_data_file(alias: str, directory=None) -> Path | None:
+    """The expert file for an alias: the user's own extraction first, then random-init data.
+
+    Searches :func:`data_dirs` (explicit directory or ``$ISINGMOE_DATA``, ``./data``, the
+    installation's ``data/``) for ``<alias>.h5``, then ``<alias>.random-init.h5``, then
+    ``<alias>.random-init-reduced.h5``.
+    """
+    safe = alias.replace("/", "--")
+    for suffix in ("", ".random-init", ".random-init-reduced"):
+        for folder in data_dirs(directory):
+            path = folder / f"{safe}{suffix}.h5"
+            if path.is_file():
+                return path
     return None

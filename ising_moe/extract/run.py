@@ -3,6 +3,9 @@
 Resumable and atomic: each batch's routing is staged as one chunk (:class:`~ising_moe.io.ChunkStore`);
 a run killed at any moment and restarted with the same command skips the finished batches and
 ends with the same file as an uninterrupted run (the creation time is that of the first start).
+Nothing is created before every argument, the corpus, the checkpoint and the layers have been
+checked (:mod:`~ising_moe.extract.job`). Sharded runs (``shards=N`` or ``torchrun``) split the
+batches between processes and produce the same file (:mod:`~ising_moe.extract.shard`).
 """
 
 from __future__ import annotations
@@ -14,23 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from .._util import as_int
-from .._version import __version__
 from ..errors import InvalidParameterError
-from ..io import ChunkStore, atomic_h5, to_json, write_array
-from .registry import default_output, resolve_model
-from .corpus import read_corpus
-from .tokenize import encode_documents, load_tokenizer
+from ..io import ChunkStore, atomic_h5, write_array
+from .job import check_arguments, prepare
+from .positions import position_ids
+from .shard import current_rank, process_group, run_sharded, shard_range
 
 log = logging.getLogger(__name__)
 
 __all__ = ["extract", "ExtractionResult"]
 
-_DTYPES = ("bf16", "fp16", "fp32")
-
 
 @dataclass(frozen=True)
 class ExtractionResult:
-    """Summary of an extraction run."""
+    """Summary of an extraction run (``rank``/``shards``: this process's place in a sharded run;
+    only rank 0 writes the file and knows the drop fractions)."""
 
     path: Path
     model_id: str
@@ -43,30 +44,28 @@ class ExtractionResult:
     tokenizer: str
     drop_fraction: list[float] | None
     resumed: bool
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    positions: str = "natural"
+    shards: int = 1
+    rank: int = 0
 
 
 def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, max_length: int = 512,
             n_sequences: int = 1000, batch_size: int = 8, dtype: str | None = None, device: str | None = None,
             revision: str | None = None, random_init: bool = False, reduced: bool = False, seed: int = 0,
             router_probs: bool = False, hidden_states: bool = False, text_field: str = "text",
-            packing: str = "concat", padding_side: str = "right", overwrite: bool = False,
+            packing: str = "concat", padding_side: str = "right", positions: str = "natural",
+            allow_missing_weights: bool = False, data_dir=None, shards: int = 1, overwrite: bool = False,
             progress: bool = True) -> ExtractionResult:
     """Run a MoE model over a corpus and store the top-k expert ids of every token.
 
     Parameters
     ----------
     model : str
-        Alias (``switch-8``, ``olmoe``, ...), hub id or local checkpoint directory.
+        Alias (``switch-8``, ``olmoe``, ``olmoe-tiny``, ...), hub id or local checkpoint directory.
     corpus : path-like, optional
-        Text file, directory or JSONL (default: the shipped corpus).
+        Text file, directory or JSONL (default: the shipped corpus, found beside the installation).
     output : path-like, optional
-        Default ``data/<alias>.h5`` (``.random-init[-reduced].h5`` for random weights).
+        Default ``<data_dir>/<alias>.h5`` (``.random-init[-reduced].h5`` for random weights).
     layers : sequence of int, optional
         MoE block indices to record (default all).
     max_length, n_sequences, batch_size : int
@@ -74,12 +73,12 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
     dtype : {"bf16", "fp16", "fp32"}, optional
         Default bf16 on GPU, fp32 on CPU.
     device : str, optional
-        Default ``cuda`` when available.
+        Default ``cuda`` when available. In a sharded run ``cuda`` means ``cuda:LOCAL_RANK``.
     revision : str, optional
     random_init, reduced : bool
         Random weights from the real configuration (seeded), optionally the reduced variant.
     seed : int
-        Seed of the random weights (recorded in any case).
+        Seed of the random weights and of the shuffled positions (recorded in any case).
     router_probs, hidden_states : bool
         Also store the chosen experts' probabilities and router entropies / the router inputs.
     text_field : str
@@ -87,109 +86,89 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
     packing : {"concat", "document"}
         Consecutive full windows of the concatenated corpus, or one padded sequence per document.
     padding_side : {"right", "left"}
-        Where padding goes in a batch (decoder models get position ids from the mask either way;
-        Switch capacity counts padding, so right padding matches an unpadded sequence).
+        Where padding goes in a batch (decoder models get position ids from the mask either way).
+        Switch refuses ``left``: padding before the text takes expert capacity.
+    positions : {"natural", "constant", "shuffled", "reversed"}
+        Position ids given to a RoPE model (:mod:`~ising_moe.extract.positions`); Switch accepts
+        only ``natural``.
+    allow_missing_weights : bool
+        Run although the checkpoint lacks weights (randomly initialised with ``seed``) or holds
+        unused ones; the file's ``random_weights`` attribute lists them. Default: stop.
+    data_dir : path-like, optional
+        Where the default output goes and the shipped corpus is looked for first (default
+        ``$ISINGMOE_DATA``, else the installation's ``data/``).
+    shards : int
+        Processes to split the batches between (one model replica each); the file is the same.
+        Under ``torchrun`` leave it at 1: the ranks come from the environment.
     overwrite : bool
         Replace an existing output and discard an interrupted run's partial work.
     """
+    shards = as_int(shards, "shards", minimum=1)
+    rank = current_rank()
+    kwargs = dict(model=model, corpus=corpus, output=output, layers=layers, max_length=max_length,
+                  n_sequences=n_sequences, batch_size=batch_size, dtype=dtype, device=device, revision=revision,
+                  random_init=random_init, reduced=reduced, seed=seed, router_probs=router_probs,
+                  hidden_states=hidden_states, text_field=text_field, packing=packing,
+                  padding_side=padding_side, positions=positions, allow_missing_weights=allow_missing_weights,
+                  data_dir=data_dir, overwrite=overwrite)
+    if shards > 1:
+        if rank.sharded:
+            raise InvalidParameterError("--shards starts its own processes: do not combine it with torchrun")
+        check_arguments(**kwargs)  # fail at once, before starting processes
+        return run_sharded(shards, dict(kwargs, progress=progress))
+    job = prepare(**kwargs, rank=rank)
+    with process_group(rank) as barrier:
+        store = ChunkStore(job.output, "experts", job.params)
+        if rank.rank == 0:
+            store.open(overwrite=overwrite)
+        barrier()  # the staging directory exists (and is checked) before any rank writes to it
+        mine = shard_range(len(job.batches), rank.world, rank.rank)
+        done = store.done()
+        _run_batches(job, store, [b for b in mine if b not in done], [b for b in mine if b in done],
+                     progress and rank.rank == 0, rank)
+        barrier()  # every shard is staged
+        drop_fraction = None
+        if rank.rank == 0:
+            attrs = dict(job.attrs, n_shards=rank.world)
+            drop_fraction = _assemble(store, job.output, job.batches, job.token_ids, job.mask, job.capture.layers,
+                                      job.loaded, attrs, job.params, job.seed, overwrite)
+            store.remove()
+    loaded = job.loaded
+    return ExtractionResult(
+        path=job.output, model_id=job.spec.hub_id, weights=loaded.weights, n_sequences=len(job.token_ids),
+        n_tokens=int(job.mask.sum()), layers=list(job.capture.layers), n_experts=loaded.n_experts,
+        top_k=loaded.top_k, tokenizer=job.tokenizer.name, drop_fraction=drop_fraction, resumed=store.resumed,
+        positions=job.positions, shards=rank.world, rank=rank.rank)
+
+
+def _run_batches(job, store, todo, done, progress, rank) -> None:
+    """Forward passes of the batches ``todo``, each staged as chunk ``b`` (its global batch index)."""
     import torch
     from tqdm.auto import tqdm
 
-    from .capture import RoutingCapture
-    from .loading import check_versions, config_json, load_model, model_config
-
-    spec = resolve_model(model)
-    versions = check_versions()
-    max_length = as_int(max_length, "max_length", minimum=2)
-    n_sequences = as_int(n_sequences, "n_sequences", minimum=1)
-    batch_size = as_int(batch_size, "batch_size", minimum=1)
-    seed = as_int(seed, "seed", minimum=0)
-    if packing not in ("concat", "document"):
-        raise InvalidParameterError(f"packing must be 'concat' or 'document', got {packing!r}")
-    if padding_side not in ("right", "left"):
-        raise InvalidParameterError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
-    if reduced and not (random_init and spec.reduced):
-        raise InvalidParameterError("--reduced needs --random-init and a model with a reduced variant (olmoe)")
-    device = device or _default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidParameterError("--device cuda requested but no CUDA device is available")
-    dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
-    if dtype not in _DTYPES:
-        raise InvalidParameterError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
-    output = Path(output) if output is not None else default_output(spec.alias, random_init, reduced)
-    if output.exists() and not overwrite:
-        from ..errors import OutputExistsError
-
-        raise OutputExistsError(f"{output} exists: pass --overwrite to replace it")
-
-    text = read_corpus(corpus, text_field)
-    config = model_config(spec, revision=revision, random_init=random_init, reduced=reduced)
-    tokenizer = load_tokenizer(spec.hub_id, revision, config.vocab_size, getattr(config, "eos_token_id", None),
-                               getattr(config, "pad_token_id", None), local_only=True)
-    token_ids, mask = encode_documents(tokenizer, text.documents, max_length, n_sequences, packing)
-    if len(token_ids) == 0:
-        raise InvalidParameterError("the corpus produced no tokens")
-    if len(token_ids) < n_sequences:
-        log.warning("the corpus holds %d sequences of %d tokens, fewer than the %d requested",
-                    len(token_ids), max_length, n_sequences)
-    n_total = len(token_ids)
-
-    params = {
-        "model": spec.alias, "model_id": spec.hub_id, "revision": revision, "random_init": random_init,
-        "reduced": reduced, "seed": seed, "corpus": text.name, "corpus_sha256": text.sha256,
-        "text_field": text_field, "packing": packing, "max_length": max_length,
-        "n_sequences_requested": n_sequences, "n_sequences": n_total, "batch_size": batch_size,
-        "dtype": dtype, "device": device, "layers": None if layers is None else sorted(int(x) for x in layers),
-        "router_probs": router_probs, "hidden_states": hidden_states, "padding_side": padding_side,
-        "tokenizer": tokenizer.name, "torch_version": versions["torch"],
-        "transformers_version": versions["transformers"], "ising_moe_version": __version__,
-    }
-    store = ChunkStore(output, "experts", params).open(overwrite=overwrite)
-    batches = [(start, min(start + batch_size, n_total)) for start in range(0, n_total, batch_size)]
-    todo = [b for b in range(len(batches)) if b not in store.done()]
-
-    loaded = load_model(spec, config, revision=revision, dtype=dtype, device=device, random_init=random_init,
-                        seed=seed)
-    decoder = loaded.family != "switch_transformers"
-    done_tokens = int(sum(mask[s:e].sum() for b, (s, e) in enumerate(batches) if b not in todo))
-    with RoutingCapture(loaded.model, loaded.family, layers, router_probs, hidden_states) as capture, \
-            torch.inference_mode(), \
-            tqdm(total=int(mask.sum()), initial=done_tokens, unit="tok", unit_scale=True,
-                 desc=f"extract {spec.alias}", disable=not progress or None) as bar:
+    decoder = job.loaded.family != "switch_transformers"
+    pad_id = job.tokenizer.pad_token_id or 0
+    count = lambda bs: int(sum(job.mask[job.batches[b][0]:job.batches[b][1]].sum() for b in bs))  # noqa: E731
+    desc = f"extract {job.spec.alias}" + (f" [shard {rank.rank}/{rank.world}]" if rank.sharded else "")
+    with job.capture as capture, torch.inference_mode(), \
+            tqdm(total=count(todo) + count(done), initial=count(done), unit="tok", unit_scale=True, desc=desc,
+                 disable=not progress or None) as bar:
         for b in todo:
-            start, stop = batches[b]
-            ids, att = _pad(token_ids[start:stop], mask[start:stop], padding_side, tokenizer.pad_token_id or 0)
-            inputs = {"input_ids": torch.from_numpy(ids).long().to(device),
-                      "attention_mask": torch.from_numpy(att).long().to(device)}
+            start, stop = job.batches[b]
+            mask = job.mask[start:stop]
+            ids, att = _pad(job.token_ids[start:stop], mask, job.padding_side, pad_id)
+            inputs = {"input_ids": torch.from_numpy(ids).long().to(job.device),
+                      "attention_mask": torch.from_numpy(att).long().to(job.device)}
             if decoder:
-                pos = np.clip(np.cumsum(att, axis=1) - 1, 0, None)
-                inputs["position_ids"] = torch.from_numpy(pos).long().to(device)
+                pos = position_ids(att, job.positions, seed=job.seed, first_sequence=start)
+                inputs["position_ids"] = torch.from_numpy(pos).long().to(job.device)
             capture.reset()
-            loaded.model(**inputs)
-            arrays = capture.collect(stop - start, max_length)
-            if padding_side == "left":
-                arrays = {k: _unpad_left(v, mask[start:stop]) for k, v in arrays.items()}
+            job.loaded.model(**inputs)
+            arrays = capture.collect(stop - start, ids.shape[1])
+            if job.padding_side == "left":
+                arrays = {k: _unpad_left(v, mask) for k, v in arrays.items()}
             store.write(b, arrays)
-            bar.update(int(mask[start:stop].sum()))
-
-    attrs = {
-        "model_id": spec.hub_id, "model_alias": spec.alias, "family": loaded.family,
-        "revision": revision or "main", "commit_hash": loaded.commit_hash or "",
-        "weights": loaded.weights, "reduced": to_json(spec.reduced) if reduced else "",
-        "config": config_json(loaded.config), "n_experts": loaded.n_experts, "top_k": loaded.top_k,
-        "dtype": dtype, "device": device, "torch_version": versions["torch"],
-        "transformers_version": versions["transformers"], "corpus": text.name,
-        "corpus_sha256": text.sha256, "tokenizer": tokenizer.name, "max_length": max_length,
-    }
-    if loaded.family == "switch_transformers":
-        attrs["expert_capacity"] = int(loaded.config.expert_capacity)
-    result = _assemble(store, output, batches, token_ids, mask, capture.layers, loaded, attrs, params, seed,
-                       overwrite)
-    store.remove()
-    return ExtractionResult(
-        path=output, model_id=spec.hub_id, weights=loaded.weights, n_sequences=n_total,
-        n_tokens=int(mask.sum()), layers=list(capture.layers), n_experts=loaded.n_experts,
-        top_k=loaded.top_k, tokenizer=tokenizer.name, drop_fraction=result, resumed=store.resumed)
+            bar.update(int(mask.sum()))
 
 
 def _pad(ids, att, side, pad_id):

@@ -47,6 +47,9 @@ class WordHashTokenizer:
 
 class _HFTokenizer:
     def __init__(self, tok, name: str):
+        # whole documents are encoded and cut into windows here: the tokenizer's length limit and its
+        # warning about it do not apply
+        tok.model_max_length = 1 << 62
         self.tok = tok
         self.name = name
         self.eos_token_id = tok.eos_token_id

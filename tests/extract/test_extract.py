@@ -13,11 +13,13 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from click.testing import CliRunner  # noqa: E402
+from tiny_models import VOCAB, run_extract, tiny_configs  # noqa: E402
 
 from ising_moe.cli import main  # noqa: E402
 from ising_moe.data import load_experts  # noqa: E402
 from ising_moe.errors import (  # noqa: E402
     DataFormatError,
+    InvalidParameterError,
     MissingDependencyError,
     ModelNotAvailableError,
     UnsupportedModelError,
@@ -26,72 +28,6 @@ from ising_moe.extract import extract  # noqa: E402
 from ising_moe.extract.capture import RoutingCapture  # noqa: E402
 from ising_moe.extract.corpus import read_corpus  # noqa: E402
 from ising_moe.extract.registry import MODELS, resolve_model  # noqa: E402
-
-VOCAB = 101
-
-
-def tiny_configs():
-    from transformers import (
-        MixtralConfig,
-        OlmoeConfig,
-        Qwen2MoeConfig,
-        Qwen3MoeConfig,
-        SwitchTransformersConfig,
-    )
-
-    common = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=4, pad_token_id=0, eos_token_id=1, bos_token_id=None)
-    return {
-        # capacity 6 per expert per 24-token sequence: drops happen
-        "switch": SwitchTransformersConfig(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=4,
-                                           num_decoder_layers=2, num_sparse_encoder_layers=2,
-                                           num_sparse_decoder_layers=1, num_heads=4, num_experts=4,
-                                           expert_capacity=6),
-        "olmoe": OlmoeConfig(intermediate_size=16, num_experts=8, num_experts_per_tok=2, **common),
-        "mixtral": MixtralConfig(intermediate_size=16, num_local_experts=4, num_experts_per_tok=2, **common),
-        "qwen2_moe": Qwen2MoeConfig(intermediate_size=32, moe_intermediate_size=16,
-                                    shared_expert_intermediate_size=32, num_experts=8, num_experts_per_tok=2,
-                                    **common),
-        "qwen3_moe": Qwen3MoeConfig(intermediate_size=32, moe_intermediate_size=16, num_experts=8,
-                                    num_experts_per_tok=2, head_dim=8, **common),
-    }
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
-    """Tiny checkpoints saved like hub ones (full model classes, random weights)."""
-    from transformers import AutoModelForCausalLM, SwitchTransformersForConditionalGeneration
-
-    root = tmp_path_factory.mktemp("ckpt")
-    paths = {}
-    for name, config in tiny_configs().items():
-        torch.manual_seed(0)
-        if name == "switch":
-            model = SwitchTransformersForConditionalGeneration(config)
-        else:
-            model = AutoModelForCausalLM.from_config(config)
-        paths[name] = root / name
-        model.save_pretrained(paths[name])
-    return paths
-
-
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    words = ["alpha", "beta", "gamma", "delta", "the", "a", "of", "and", ".", ","]
-    docs = [" ".join(rng.choice(words, size=rng.integers(5, 60))) for _ in range(40)]
-    path = tmp_path_factory.mktemp("corpus") / "c.jsonl"
-    path.write_text("\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)))
-    return path
-
-
-def run_extract(ckpt, corpus, tmp_path, name="out.h5", **kw):
-    kw.setdefault("max_length", 24)
-    kw.setdefault("n_sequences", 12)
-    kw.setdefault("batch_size", 4)
-    kw.setdefault("device", "cpu")
-    kw.setdefault("progress", False)
-    return extract(str(ckpt), corpus, output=tmp_path / name, **kw)
 
 
 @pytest.mark.parametrize("family", ["switch", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe"])
@@ -173,17 +109,19 @@ def test_ids_independent_of_batch_size_and_padding_side(family, checkpoints, cor
                                  batch_size=1).path)
     b = load_experts(run_extract(checkpoints[family], corpus, tmp_path, "b.h5", packing="document",
                                  batch_size=5).path)
-    c = load_experts(run_extract(checkpoints[family], corpus, tmp_path, "c.h5", packing="document",
-                                 batch_size=5, padding_side="left").path)
     valid = np.broadcast_to(a.mask[:, None, :, None], a.experts.shape)
     np.testing.assert_array_equal(a.experts[valid], b.experts[valid])
     if family == "switch":
         np.testing.assert_array_equal(a.dropped, b.dropped)
-        # Switch counts left padding against expert capacity, which changes which tokens are
-        # dropped and so the hidden states after the first sparse layer: only that one is invariant
-        first = a.mask[:, :, None]
-        np.testing.assert_array_equal(a.experts[:, 0][first], c.experts[:, 0][first])
+        # Switch counts left padding against expert capacity, which changes routing: refused, with
+        # nothing left behind
+        with pytest.raises(InvalidParameterError, match="expert capacity"):
+            run_extract(checkpoints[family], corpus, tmp_path, "c.h5", packing="document", batch_size=5,
+                        padding_side="left")
+        assert not (tmp_path / "c.h5").exists() and not (tmp_path / "c.h5.partial").exists()
     else:
+        c = load_experts(run_extract(checkpoints[family], corpus, tmp_path, "c.h5", packing="document",
+                                     batch_size=5, padding_side="left").path)
         np.testing.assert_array_equal(a.experts[valid], c.experts[valid])
 
 
@@ -222,9 +160,10 @@ def test_missing_weights_error(tmp_path, checkpoints, corpus, monkeypatch):
     config_only = tmp_path / "config_only"
     config_only.mkdir()
     (config_only / "config.json").write_text((checkpoints["olmoe"] / "config.json").read_text())
-    with pytest.raises(ModelNotAvailableError, match="huggingface-cli download"):
+    with pytest.raises(ModelNotAvailableError, match="has config.json but no weight files"):
         run_extract(config_only, corpus, tmp_path)
-    with pytest.raises(ModelNotAvailableError, match="google/switch-base-8"):
+    assert not list(tmp_path.glob("*.partial"))
+    with pytest.raises(ModelNotAvailableError, match="`hf download google/switch-base-8`"):
         extract("switch-8", corpus, output=tmp_path / "x.h5", device="cpu", progress=False)
     r = CliRunner().invoke(main, ["extract", "--model", "switch-8", "--corpus", str(corpus),
                                   "-o", str(tmp_path / "y.h5"), "--device", "cpu"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -13,7 +14,18 @@ from ..errors import InvalidParameterError
 
 log = logging.getLogger(__name__)
 
-from ._main import _emit, _fmt, _grid, _json_default, _one, _parse_fields, main
+from ._main import (
+    SEED,
+    _emit,
+    _executor_spec,
+    _fmt,
+    _grid,
+    _json_default,
+    _one,
+    _parse_fields,
+    executor_options,
+    main,
+)
 
 
 @main.command()
@@ -38,6 +50,7 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
     from ..chain import PottsChain
     from ..exact import solve
     from ..io import atomic_h5, write_array
+    from ..outputs import output_unit
 
     if ising:
         h = 0.0 if field is None else _one(field, "--field", float)
@@ -62,7 +75,8 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
                   "field": None if field is None else str(field), "ising": ising, "periodic": periodic,
                   "max_distance": max_distance}
         c_state = sol.correlation_function(max_distance, per_state=True)
-        with atomic_h5(output, kind="exact", params=params, overwrite=overwrite) as f:
+        with output_unit(output, overwrite=overwrite) as unit, \
+                atomic_h5(unit.path(output), kind="exact", params=params, overwrite=True) as f:
             for key in ("log_partition", "free_energy_per_site", "correlation_length"):
                 f.attrs[key] = result[key]
             write_array(f, "marginals", sol.marginals, ("position", "state"))
@@ -128,7 +142,7 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
 
 @main.command()
 @_sim_options
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write time series, marginals and statistics to this HDF5 file.")
 @click.option("--overwrite", is_flag=True)
@@ -136,34 +150,28 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
 def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps, n_burnin,
              n_chains, max_distance, seed, output, overwrite, as_json):
     """Monte Carlo simulation of one parameter point, compared with the exact solution."""
-    from ..io import atomic_h5, write_array
     from ..mc import simulate as run_simulation
     from ..mc.observables import exact_observables
     from ..mc.sweep import DEFAULTS, build_model, point_names, validate_point
+    from ..outputs import output_unit
 
     point = {**DEFAULTS, **_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic,
                                      update, n_sweeps, n_burnin, n_chains, max_distance, grid=False)}
     validate_point(point)
     model = build_model(point)
-    run = run_simulation(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
-                         n_burnin=point["n_burnin"], rng=seed, max_distance=point["max_distance"])
-    exact = exact_observables(model, point["max_distance"]) or {}
-    rows = []
-    for name in point_names(model, point["max_distance"]):
-        st = run.stats(name)
-        ex = exact.get(name)
-        rows.append({"observable": name, "mean": st.mean, "error": st.error, "tau": st.tau, "ess": st.ess,
-                     "rhat": st.rhat, "exact": ex, "z": None if ex is None else st.z_score(ex)})
-    if output is not None:
-        with atomic_h5(output, kind="mc", params=point, seed=seed, overwrite=overwrite) as f:
-            write_array(f, "energy", run.energy, ("chain", "sweep"))
-            write_array(f, "occupation", run.occupation, ("chain", "sweep", "state"))
-            if point["max_distance"] > 0:
-                write_array(f, "overlap", run.overlap, ("chain", "sweep", "distance"))
-                write_array(f, "correlation", run.correlation_function(), ("distance",))
-            write_array(f, "marginals", run.marginals(), ("position", "state"))
-            write_array(f, "final_spins", run.state.spins, ("chain", "position"))
-            f.attrs["summary"] = json.dumps(rows, default=_json_default)
+    unit_or_none = contextlib.nullcontext() if output is None else output_unit(output, overwrite=overwrite)
+    with unit_or_none as unit:  # locked and checked before the run
+        run = run_simulation(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
+                             n_burnin=point["n_burnin"], rng=seed, max_distance=point["max_distance"])
+        exact = exact_observables(model, point["max_distance"]) or {}
+        rows = []
+        for name in point_names(model, point["max_distance"]):
+            st = run.stats(name)
+            ex = exact.get(name)
+            rows.append({"observable": name, "mean": st.mean, "error": st.error, "tau": st.tau, "ess": st.ess,
+                         "rhat": st.rhat, "exact": ex, "z": None if ex is None else st.z_score(ex)})
+        if output is not None:
+            _write_simulation(unit.path(output), point, seed, run, rows)
     lines = [f"{model!r}, {point['update']}, {point['n_chains']} chains x {point['n_sweeps']} sweeps",
              f"{'observable':<18}{'MC':>26}{'tau':>8}{'exact':>14}{'z':>7}"]
     for r in rows:
@@ -176,35 +184,60 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
     _emit({"params": point, "seed": seed, "observables": rows}, as_json, lines)
 
 
+def _write_simulation(path, point, seed, run, rows) -> None:
+    from ..io import atomic_h5, write_array
+
+    with atomic_h5(path, kind="mc", params=point, seed=seed, overwrite=True) as f:
+        write_array(f, "energy", run.energy, ("chain", "sweep"))
+        write_array(f, "occupation", run.occupation, ("chain", "sweep", "state"))
+        if point["max_distance"] > 0:
+            write_array(f, "overlap", run.overlap, ("chain", "sweep", "distance"))
+            write_array(f, "correlation", run.correlation_function(), ("distance",))
+        write_array(f, "marginals", run.marginals(), ("position", "state"))
+        write_array(f, "final_spins", run.state.spins, ("chain", "position"))
+        f.attrs["summary"] = json.dumps(rows, default=_json_default)
+
+
 @main.command()
 @click.argument("spec_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @_sim_options
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("sweep.h5"),
               show_default=True)
-@click.option("--processes", "-p", type=int, default=1, show_default=True, help="Worker processes.")
+@executor_options
 @click.option("--x", "x_param", default="beta", show_default=True, help="Parameter on the plot's x axis.")
 @click.option("--observable", default="energy_per_site", show_default=True, help="Observable to plot.")
 @click.option("--overwrite", is_flag=True, help="Replace the output and discard interrupted partial work.")
 @click.option("--json", "as_json", is_flag=True)
 def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps,
-          n_burnin, n_chains, max_distance, seed, output, processes, x_param, observable, overwrite, as_json):
+          n_burnin, n_chains, max_distance, seed, output, executor, processes, x_param, observable, overwrite,
+          as_json):
     """Monte Carlo over a parameter grid (resumable; rerun the same command after an interruption).
 
     Grid options take comma lists (--update heat-bath,wolff) or start:stop:num (--beta 0.2:2:10);
     SPEC_FILE (TOML or JSON) gives the same parameters, which the options override.
     """
-    from ..mc.sweep import load_spec, read_sweep, run_sweep
+    from ..executors import open_executor
+    from ..mc.sweep import expand_grid, load_spec, read_sweep, run_sweep, validate_point
+    from ..outputs import output_unit
     from ..plot import plot_sweep, save_figure
 
     spec = load_spec(spec_file) if spec_file else {}
     spec.update(_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update,
                           n_sweeps, n_burnin, n_chains, max_distance, grid=True))
-    path = run_sweep(spec, output, seed=seed, processes=processes, overwrite=overwrite, progress=not as_json)
-    points = read_sweep(path)
+    executor = _executor_spec(executor, processes)
+    for point in expand_grid(spec):  # every check before any state is created
+        validate_point(point)
+    stem = output.with_suffix("")
     figures = []
-    if x_param in points[0]["params"]:
-        figures = save_figure(plot_sweep(points, x=x_param, observable=observable), path.with_suffix(""))
+    with output_unit(output, others=[Path(f"{stem}.png"), Path(f"{stem}.pdf")], overwrite=overwrite) as unit, \
+            open_executor(executor) as pool:
+        run_sweep(spec, output, seed=seed, overwrite=overwrite, progress=not as_json, executor=pool, unit=unit)
+        points = read_sweep(unit.path(output))
+        if x_param in points[0]["params"]:
+            staged = save_figure(plot_sweep(points, x=x_param, observable=observable), unit.path(output).with_suffix(""))
+            figures = [output.parent / p.name for p in staged]
+    path = output
     worst = max((abs((p["mean"][o] - p["exact"][o]) / p["error"][o]) for p in points for o in p["mean"]
                  if np.isfinite(p["exact"][o]) and p["error"][o] > 0), default=None)
     payload = {"output": str(path), "n_points": len(points), "figures": [str(f) for f in figures],

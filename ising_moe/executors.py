@@ -175,7 +175,8 @@ def run_tasks(executor: Executor | None, fn: Callable, tasks: Iterable[tuple]) -
     ``fn`` must be a picklable top-level function and each task carry its own seed: the results
     then do not depend on the executor. ``None`` runs the tasks here, in order. Outside the
     :class:`SerialExecutor` each task runs with one Numba thread. Pending tasks are cancelled when
-    the caller stops early or a task fails.
+    the caller stops early or a task fails; after a failure the tasks already running still
+    deliver their results (a resumable caller keeps them), then the first error is raised.
     """
     tasks = list(tasks)
     if executor is None or isinstance(executor, SerialExecutor):
@@ -183,9 +184,20 @@ def run_tasks(executor: Executor | None, fn: Callable, tasks: Iterable[tuple]) -
             yield index, fn(*task)
         return
     futures = {executor.submit(_single_threaded, fn, task): index for index, task in enumerate(tasks)}
+    error = None
     try:
         for future in as_completed(futures):
+            if future.cancelled():
+                continue
+            if future.exception() is not None:
+                if error is None:
+                    error = future.exception()
+                    for other in futures:
+                        other.cancel()
+                continue
             yield futures[future], future.result()
     finally:
         for future in futures:
             future.cancel()
+    if error is not None:
+        raise error

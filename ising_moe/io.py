@@ -451,15 +451,18 @@ class ChunkStore:
         by :meth:`close` or :meth:`remove`), so two runs never stage into one directory.
         """
         acquire_lock(self.final_path)
+        self._locked = True
         try:
             return self._open(overwrite)
         except BaseException:
-            release_lock(self.final_path)
+            self.close()
             raise
 
     def close(self) -> None:
         """Release the lock taken by :meth:`open` (the partial work stays for a resume)."""
-        release_lock(self.final_path)
+        if getattr(self, "_locked", False):
+            self._locked = False
+            release_lock(self.final_path)
 
     def _open(self, overwrite: bool) -> ChunkStore:
         manifest = self.directory / "manifest.json"

@@ -277,6 +277,7 @@ def output_unit(primary, *, others: Iterable = (), overwrite: bool = False) -> I
     declared = [primary] + [Path(p).absolute() for p in others]
     if primary.is_dir():
         raise OutputExistsError(f"{primary} is a directory, expected a file path")
+    created = [d for d in primary.parents if not d.exists()]  # deepest first; removed again if left empty
     acquire_lock(primary)
     try:
         clean_stale(primary.parent)
@@ -292,3 +293,8 @@ def output_unit(primary, *, others: Iterable = (), overwrite: bool = False) -> I
             shutil.rmtree(unit.stage, ignore_errors=True)
     finally:
         release_lock(primary)
+        for directory in created:
+            try:
+                directory.rmdir()
+            except OSError:  # holds outputs or a resumable job's partial work
+                break

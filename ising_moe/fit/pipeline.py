@@ -105,6 +105,10 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     store = None if checkpoint is None else fit_checkpoint(checkpoint, data, params).open(overwrite=overwrite)
     try:
         results = _run_layers(jobs, executor, processes, store, progress)
+    except BaseException:
+        if store is not None and not store.done():
+            store.remove()  # nothing finished to resume: leave no state behind
+        raise
     finally:
         if store is not None:
             store.close()

@@ -184,7 +184,12 @@ def run_sweep(spec: dict[str, Any], output, *, seed: int = 0, processes: int = 1
             from ..executors import process_executor
 
             executor = stack.enter_context(process_executor(min(processes, len(todo))))
-        _run_points(points, todo, seed, store, executor, progress)
+        try:
+            _run_points(points, todo, seed, store, executor, progress)
+        except BaseException:
+            if not store.done():
+                store.remove()  # nothing finished to resume: leave no state behind
+            raise
         _write_sweep(unit.path(output), points, params, seed, store)
         unit.after_commit(store.remove)
     return output

@@ -40,8 +40,14 @@ from .errors import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SerialExecutor", "parse_executor", "open_executor", "process_executor", "run_tasks",
-           "EXECUTOR_HELP"]
+__all__ = [
+    "EXECUTOR_HELP",
+    "SerialExecutor",
+    "open_executor",
+    "parse_executor",
+    "process_executor",
+    "run_tasks",
+]
 
 EXECUTOR_HELP = ("Where tasks run: serial, processes[:N] (local worker processes) or dask[:ADDRESS] "
                  "(a Dask scheduler; without ADDRESS a local Dask cluster).")

@@ -33,8 +33,15 @@ from pathlib import Path
 
 from .errors import OutputExistsError, OutputLockedError, OutputNotWritableError
 
-__all__ = ["output_unit", "OutputUnit", "acquire_lock", "release_lock", "clean_stale", "pid_alive",
-           "temp_path"]
+__all__ = [
+    "OutputUnit",
+    "acquire_lock",
+    "clean_stale",
+    "output_unit",
+    "pid_alive",
+    "release_lock",
+    "temp_path",
+]
 
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|stage)-(?P<pid>\d+)$")
 _COMMIT = "commit.json"

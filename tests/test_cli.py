@@ -1,6 +1,9 @@
 import json
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,6 +13,7 @@ from click.testing import CliRunner
 from ising_moe import __version__, exact
 from ising_moe.chain import PottsChain
 from ising_moe.cli import main
+from ising_moe.data import ExpertSequences, save_experts
 
 
 def run(*args):
@@ -72,12 +76,6 @@ def test_console_script_entry_point():
 
 
 # ---------------------------------------------------------------- outputs, locks, strict JSON
-import os  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from ising_moe.data import ExpertSequences, save_experts  # noqa: E402
-
 _SWEEP = ["sweep", "--beta", "0.5,1.0", "--n-sites", "10", "--n-sweeps", "40", "--n-chains", "2",
           "--max-distance", "2"]
 

@@ -20,7 +20,12 @@ from ising_moe import PottsChain, exact
 from ising_moe.cli import main
 from ising_moe.data import ExpertSequences
 from ising_moe.errors import InvalidParameterError
-from ising_moe.executors import SerialExecutor, parse_executor, process_executor, run_tasks
+from ising_moe.executors import (
+    SerialExecutor,
+    parse_executor,
+    process_executor,
+    run_tasks,
+)
 from ising_moe.mc.sweep import run_sweep
 
 SPEC = {"beta": [0.3, 0.7, 1.1], "update": ["heat-bath", "metropolis"], "n_sites": 12, "n_sweeps": 150,

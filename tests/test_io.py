@@ -216,13 +216,11 @@ def test_output_unit_moves_everything_together(tmp_path):
         assert (tmp_path / ".out.h5.lock").exists()
     assert main.exists() and fig.read_bytes() == b"png"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "out.rates.png"]
-    with pytest.raises(OutputExistsError, match="rates.png"):
-        with output_unit(tmp_path / "other.h5", others=[fig]):
-            pytest.fail("an existing declared output must be refused before the work")
-    with pytest.raises(RuntimeError):  # a failure leaves nothing behind
-        with output_unit(tmp_path / "third.h5") as unit:
-            unit.path(tmp_path / "third.h5").write_bytes(b"half")
-            raise RuntimeError
+    with pytest.raises(OutputExistsError, match="rates.png"), output_unit(tmp_path / "other.h5", others=[fig]):
+        pytest.fail("an existing declared output must be refused before the work")
+    with pytest.raises(RuntimeError), output_unit(tmp_path / "third.h5") as unit:  # a failure leaves nothing
+        unit.path(tmp_path / "third.h5").write_bytes(b"half")
+        raise RuntimeError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "out.rates.png"]
 
 

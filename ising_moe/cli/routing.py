@@ -105,6 +105,10 @@ def measure(data_file, layers, max_distance, block_sizes, dropped, n_bootstrap, 
     from ..outputs import output_unit
     from ..report import measurement_figures, measurement_summary
 
+    if not no_probe:  # a core dependency; checked before any work all the same
+        from ..errors import require
+
+        require("sklearn", "probe", "the positional probe of isingmoe measure (or pass --no-probe)")
     output = output or data_file.with_name(data_file.name.removesuffix(".h5") + ".stats.h5")
     stem = output.with_name(output.name.removesuffix(".h5"))
     executor = _executor_spec(executor, processes)

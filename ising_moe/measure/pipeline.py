@@ -79,7 +79,7 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     segment_lengths : sequence of int
         Window lengths of the local routing consistency metrics.
     probe : bool
-        Run the positional probes (needs scikit-learn, ``pip install 'ising-moe[probe]'``).
+        Run the positional probes (scikit-learn).
     probe_blocks : sequence of int
         Numbers of position blocks the probe predicts (besides parity).
     seed : int

@@ -211,13 +211,16 @@ def _finish_commit(stage: Path) -> None:
     if not record.is_file():
         return
     try:
-        moves = json.loads(record.read_text())
-    except (OSError, ValueError):
+        plan = json.loads(record.read_text())
+        moves, discard = plan["moves"], plan["discard"]
+    except (OSError, ValueError, KeyError, TypeError):
         return
     for name in moves:
         src = stage / name
         if src.exists():
             os.replace(src, stage.parent / name)
+    for name in discard:
+        shutil.rmtree(stage.parent / name, ignore_errors=True)
 
 
 class OutputUnit:
@@ -227,6 +230,7 @@ class OutputUnit:
         self.primary = primary
         self.stage = stage
         self._after_commit: list[Callable[[], None]] = []
+        self._discard: list[str] = []
 
     def path(self, target) -> Path:
         """Where to write ``target`` (a file in the primary output's directory) until the commit."""
@@ -237,8 +241,16 @@ class OutputUnit:
         return self.stage / target.name
 
     def after_commit(self, action: Callable[[], None]) -> None:
-        """Run ``action`` once the outputs are in place (e.g. remove a resumable job's partial work)."""
+        """Run ``action`` once the outputs are in place."""
         self._after_commit.append(action)
+
+    def discard_after_commit(self, path) -> None:
+        """Delete ``path`` (a resumable job's partial directory beside the outputs) once the outputs
+        are in place; part of the commit record, so a commit completed by a later run does it too."""
+        path = Path(path).absolute()
+        if path.parent != self.primary.parent:
+            raise ValueError(f"{path} is not in the output directory {self.primary.parent}")
+        self._discard.append(path.name)
 
     def _commit(self, overwrite: bool, declared: Iterable[Path]) -> list[Path]:
         names = sorted(p.name for p in self.stage.iterdir()) if self.stage.exists() else []
@@ -248,13 +260,15 @@ class OutputUnit:
             if existing:
                 raise OutputExistsError(f"{existing[0]} exists: pass --overwrite to replace it")
         order = [n for n in names if n != self.primary.name] + [n for n in names if n == self.primary.name]
-        (self.stage / _COMMIT).write_text(json.dumps(order))
+        (self.stage / _COMMIT).write_text(json.dumps({"moves": order, "discard": self._discard}))
         if overwrite:  # declared outputs this run did not produce would be stale next to the new ones
             for target in declared:
                 if target.name not in names and target.is_file():
                     target.unlink()
         for name in order:
             os.replace(self.stage / name, self.primary.parent / name)
+        for name in self._discard:
+            shutil.rmtree(self.primary.parent / name, ignore_errors=True)
         shutil.rmtree(self.stage, ignore_errors=True)
         for action in self._after_commit:
             action()

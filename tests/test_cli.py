@@ -255,3 +255,67 @@ def test_fit_resumes_per_layer_and_refuses_another_command(tmp_path):
             if isinstance(a[name], h5py.Dataset):
                 np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
+
+
+_KILL_FIT = """
+import os, signal, sys
+from ising_moe import io, outputs
+from ising_moe.cli import main
+where, args = sys.argv[1], sys.argv[2:]
+if where == "layer":  # SIGKILL once the first layer is staged
+    original = io.ChunkStore.write_object
+    def write_object(self, index, obj):
+        original(self, index, obj)
+        os.kill(os.getpid(), signal.SIGKILL)
+    io.ChunkStore.write_object = write_object
+else:  # SIGKILL in the middle of moving the outputs into place
+    moved = [0]
+    original = os.replace
+    def replace(src, dst):
+        original(src, dst)
+        if ".stage-" in str(src) and ".stage-" not in str(dst):
+            moved[0] += 1
+            if moved[0] == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+    outputs.os.replace = replace
+main(args)
+"""
+
+
+def _fit_files(directory: Path) -> dict:
+    out = {}
+    for p in sorted(directory.iterdir()):
+        if p.suffix == ".h5":
+            with h5py.File(p) as f:
+                f.visititems(lambda n, o: out.__setitem__(f"{p.name}/{n}", o[()]) if isinstance(o, h5py.Dataset)
+                             else None)
+        else:
+            out[p.name] = None
+    return out
+
+
+def test_fit_killed_mid_run_or_mid_commit_ends_complete(tmp_path):
+    data = _experts_file(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for where in ("commit", "layer"):
+        out = tmp_path / where
+        args = ["fit", "--model", str(data), *_FIT, "-o", str(out)]
+        proc = subprocess.run([sys.executable, "-c", _KILL_FIT, where, *args], capture_output=True, env=env)
+        assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+        visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if where == "layer":
+            assert visible == ["fit.h5.partial"]  # nothing of the outputs, the finished layer kept
+            assert run(*args).exit_code == 0  # the same command resumes
+        else:
+            assert "fit.h5" not in visible and len(visible) >= 3  # the data file moves last
+            r = CliRunner().invoke(main, args)  # the next run completes the interrupted commit
+            assert r.exit_code == 2 and "exists" in r.output
+    # the run killed during its commit computed everything at once: the resumed run matches it
+    complete, resumed = tmp_path / "commit", tmp_path / "layer"
+    assert sorted(p.name for p in complete.iterdir()) == sorted(p.name for p in resumed.iterdir())
+    assert "summary.json" in os.listdir(complete) and "fields.png" in os.listdir(complete)
+    a, b = _fit_files(complete), _fit_files(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        if a[key] is not None:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -230,7 +230,8 @@ def test_commit_interrupted_by_a_kill_is_completed_by_the_next_run(tmp_path):
     stage = tmp_path / f".out.h5.stage-{_dead_pid()}"
     stage.mkdir()
     (stage / "out.h5").write_bytes(b"data")
-    (stage / "commit.json").write_text(json.dumps(["out.png", "out.h5"]))
+    (stage / "commit.json").write_text(json.dumps({"moves": ["out.png", "out.h5"], "discard": ["out.h5.partial"]}))
+    (tmp_path / "out.h5.partial").mkdir()
     (tmp_path / "out.png").write_bytes(b"png")  # already moved before the kill
     clean_stale(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "out.png"]

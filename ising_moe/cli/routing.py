@@ -201,7 +201,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
             report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
                                      max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
                                      progress=not as_json, executor=pool, checkpoint=fit_file, overwrite=overwrite)
-        unit.after_commit(ChunkStore(fit_file, "fit-layers", {}).remove)
+        unit.discard_after_commit(ChunkStore(fit_file, "fit-layers", {}).directory)
         sha = file_sha256(path)
         write_fit_report(report, unit.path(fit_file), overwrite=True, input_sha256=sha)
         staged = fit_figures(report, unit.path(fit_file).parent)

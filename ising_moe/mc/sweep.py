@@ -191,7 +191,7 @@ def run_sweep(spec: dict[str, Any], output, *, seed: int = 0, processes: int = 1
                 store.remove()  # nothing finished to resume: leave no state behind
             raise
         _write_sweep(unit.path(output), points, params, seed, store)
-        unit.after_commit(store.remove)
+        unit.discard_after_commit(store.directory)
     return output
 
 

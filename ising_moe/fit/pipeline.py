@@ -32,8 +32,11 @@ class FitReport:
 
 
 def _layer_job(args):
-    """One layer's fits (a picklable task with its own seed in ``kwargs``)."""
-    states, mask, lengths, n_states, layer, kwargs, topk = args
+    states, mask, lengths, n_states, layer, kwargs, threads, topk = args
+    if threads:
+        import numba
+
+        numba.set_num_threads(threads)
     result = compare_layer(states, mask, lengths, n_states, layer, **kwargs)
     if topk is not None:
         experts, topk_mask, n_experts = topk
@@ -55,11 +58,6 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
 
-    ``variants`` defaults to :func:`default_variants`; ``max_range >= 2`` adds the variants
-    ``range2 .. range<max_range>``. For top-k routing
-    (``top_k > 1``) the top-1 expert is the Potts chain and, with ``indicators``, every expert's
-    indicator is also fitted as an Ising chain (:func:`compare_indicators`).
-
     Layers are independent tasks with seeds spawned from ``seed``: they run on ``executor`` (any
     :class:`concurrent.futures.Executor`, see :mod:`ising_moe.executors`; ``processes > 1`` without
     one means that many local worker processes) with bit-identical results for any executor.
@@ -67,7 +65,14 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     ``<checkpoint>.partial/``: a run killed at any moment and started again with the same data and
     parameters fits only the missing layers; other parameters are refused unless ``overwrite``.
     The caller removes the partial directory once its outputs are written
-    (``ChunkStore(checkpoint, ...).remove()``, or :func:`fit_checkpoint`).
+    (``fit_checkpoint(checkpoint, data, report.params).remove()``).
+
+    ``variants`` defaults to :func:`default_variants`; ``max_range >= 2`` adds the variants
+    ``range2 .. range<max_range>``. For top-k routing
+    (``top_k > 1``) the top-1 expert is the Potts chain and, with ``indicators``, every expert's
+    indicator is also fitted as an Ising chain (:func:`compare_indicators`). Layers run in
+    ``processes`` worker processes (each layer's seed is spawned from ``seed``, so results do not
+    depend on it).
     """
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
     for layer in layer_ids:
@@ -95,7 +100,7 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
             li = data.layer_index(layer)
             topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
             topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
-        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, topk))
+        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk))
     params = {"layers": layer_ids, "variants": variants, "max_range": max_range, "test_fraction": test_fraction,
               "max_distance": max_distance, "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps,
               "dropped": dropped, "indicators": indicators and data.top_k > 1, "seed": seed,

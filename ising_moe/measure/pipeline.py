@@ -146,7 +146,7 @@ def _layer_view(data, layer: int):
         data, experts=data.experts[:, pick], layers=data.layers[pick],
         dropped=None if data.dropped is None else data.dropped[:, pick],
         router_probs=None if data.router_probs is None else data.router_probs[:, pick],
-        router_entropy=None if data.router_entropy is None else data.router_entropy[:, pick], token_ids=None)
+        router_entropy=None if data.router_entropy is None else data.router_entropy[:, pick])
 
 
 def _measure_layer(data, layer: int, seed_sequence, options: dict) -> LayerStatistics:

@@ -123,6 +123,10 @@ def _dask_client(address: str | None, timeout: float):
     except ImportError:
         raise MissingDependencyError(
             "--executor dask needs Dask distributed: install it with `pip install 'ising-moe[dask]'`") from None
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # Dask logs every scheduler event at INFO and start/stop chatter at WARNING; task errors
+        # reach us through the futures anyway (-v shows it all)
+        logging.getLogger("distributed").setLevel(logging.ERROR)
     if address is None:
         cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
                                dashboard_address=None)

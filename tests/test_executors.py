@@ -57,11 +57,11 @@ def _chain_data():
                            attrs={"model_id": "test/chain", "weights": "random-init"})
 
 
-def _fit(executor):
+def _fit(executor, layers=None):
     from ising_moe.fit.pipeline import fit_expert_data
 
-    report = fit_expert_data(_chain_data(), variants=["potts"], n_bootstrap=2, mc_sweeps=50, max_distance=4,
-                             seed=11, executor=executor)
+    report = fit_expert_data(_chain_data(), layers=layers, variants=["potts"], n_bootstrap=3, mc_sweeps=50,
+                             max_distance=4, seed=11, executor=executor)
     return [(lc.layer, lc.fits["potts"].theta, lc.bootstrap_xi, lc.heldout["potts"], lc.mc_correlation)
             for lc in report.layers]
 
@@ -131,11 +131,14 @@ def test_sweep_bit_identical_serial_processes_dask(tmp_path, dask_executor):
 
 
 def test_fit_and_measure_bit_identical_across_executors(dask_executor):
-    fit_serial, meas_serial = _fit(None), _measure(None)
+    """Layers as tasks (two layers) and bootstrap refits as tasks (one layer)."""
+    fit_serial, fit_one, meas_serial = _fit(None), _fit(None, layers=[2]), _measure(None)
+    assert len(fit_serial[0][2]) == 3 and np.isfinite(fit_serial[0][2]).all()  # the refits ran
     with process_executor(2) as pool:
         _same(fit_serial, _fit(pool))
         _same(meas_serial, _measure(pool))
     _same(fit_serial, _fit(dask_executor))
+    _same(fit_one, _fit(dask_executor, layers=[2]))
     _same(meas_serial, _measure(dask_executor))
 
 

@@ -142,7 +142,7 @@ def _run_layers(jobs, executor, processes, store, progress) -> list:
 
     from tqdm.auto import tqdm
 
-    from ..executors import process_executor, run_tasks
+    from ..executors import SerialExecutor, process_executor, run_tasks
 
     results = [None] * len(jobs)
     if store is not None:
@@ -152,9 +152,15 @@ def _run_layers(jobs, executor, processes, store, progress) -> list:
     with contextlib.ExitStack() as stack:
         if executor is None and processes > 1 and len(todo) > 1:
             executor = stack.enter_context(process_executor(min(processes, len(todo))))
+        tasks = [(jobs[k],) for k in todo]
+        if len(todo) == 1 and executor is not None and not isinstance(executor, SerialExecutor):
+            # one layer to fit: it runs here and its bootstrap refits become the parallel tasks
+            job = list(jobs[todo[0]])
+            job[5] = {**job[5], "executor": executor}
+            tasks, executor = [(tuple(job),)], None
         with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="fit", unit="layer",
                   disable=not progress or None) as bar:
-            for i, result in run_tasks(executor, _layer_job, [(jobs[k],) for k in todo]):
+            for i, result in run_tasks(executor, _layer_job, tasks):
                 results[todo[i]] = result
                 if store is not None:
                     store.write_object(todo[i], result)

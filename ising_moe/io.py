@@ -452,6 +452,7 @@ class ChunkStore:
         """
         acquire_lock(self.final_path)
         self._locked = True
+        clean_stale(self.final_path.parent)  # temporaries of killed runs (e.g. a final write)
         try:
             return self._open(overwrite)
         except BaseException:

@@ -1,6 +1,9 @@
 """The HDF5/JSON layer: provenance, atomic writes, resumable chunks, and fuzzed readers."""
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -198,8 +201,6 @@ def test_fuzz_structural_mutations(mutation, which):
 
 # ---------------------------------------------------------------- outputs as one unit
 def _dead_pid():
-    import subprocess
-
     p = subprocess.Popen(["true"])
     p.wait()
     return p.pid
@@ -244,9 +245,6 @@ def test_commit_interrupted_by_a_kill_is_completed_by_the_next_run(tmp_path):
 
 
 def test_locks_are_reentrant_and_refuse_a_live_other_process(tmp_path):
-    import subprocess
-    import sys
-
     from ising_moe.errors import OutputLockedError
     from ising_moe.outputs import acquire_lock, release_lock
 
@@ -275,3 +273,21 @@ def test_strict_json_maps_non_finite_numbers_to_null():
                               "d": np.float32(np.nan), "e": (1, None)})
     assert doc == {"a": None, "b": [None, 1.5], "c": [None, 2.0], "d": None, "e": [1, None]}
     json.loads(io.strict_json(doc), parse_constant=lambda c: 1 / 0)
+
+
+def test_chunk_store_removes_dead_runs_temporaries_and_locks(tmp_path):
+    from ising_moe.errors import OutputLockedError
+
+    final = tmp_path / "x.h5"
+    stale = tmp_path / f".x.h5.tmp-{_dead_pid()}"  # a final write killed in an earlier run
+    stale.write_bytes(b"half")
+    store = io.ChunkStore(final, "t", {"a": 1}).open()
+    assert not stale.exists() and (tmp_path / ".x.h5.lock").exists()
+    code = ("import sys; from ising_moe import io\n"
+            "try:\n    io.ChunkStore(sys.argv[1], 't', {'a': 1}).open()\n"
+            "except Exception as e:\n    print(type(e).__name__)")
+    other = subprocess.run([sys.executable, "-c", code, str(final)], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert other.stdout.strip() == OutputLockedError.__name__  # a second writer stops at once
+    store.remove()
+    assert not (tmp_path / ".x.h5.lock").exists() and not store.directory.exists()

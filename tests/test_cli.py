@@ -25,6 +25,8 @@ def test_version_and_help():
     assert r.exit_code == 0 and __version__ in r.output
     r = run("--help")
     assert r.exit_code == 0 and "exact" in r.output
+    r = CliRunner().invoke(main, [])  # a bare group shows its help, not a one-line error
+    assert "Commands:" in r.output and "\n" in r.output.strip()
 
 
 def test_exact_json_matches_library(tmp_path):

@@ -27,6 +27,9 @@ class _Group(click.Group):
         try:
             super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, as click shows it
+                exc.show()
+                sys.exit(exc.exit_code)
             where = exc.ctx.command_path if exc.ctx is not None else "isingmoe"
             message = " ".join(exc.format_message().split())
             click.echo(f"Error: {message} (see '{where} --help')", err=True)

@@ -134,6 +134,9 @@ def test_every_command_prints_strict_json(tmp_path):
     for name, r in outputs.items():
         assert r.exit_code == 0, (name, r.output)
         _strict(r.output)
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # every figure a command draws is closed
     # the summary file is strict JSON too
     json.loads((tmp_path / "fit" / "summary.json").read_text(), parse_constant=lambda c: 1 / 0)
 

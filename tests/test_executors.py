@@ -171,14 +171,14 @@ def test_sweep_interrupted_under_one_executor_resumes_under_another(tmp_path, da
 
 
 _ORPHAN = textwrap.dedent("""
-    import sys, time
+    import os, time
     from ising_moe.executors import process_executor
     pool = process_executor(2)
+    pids = set()
+    while len(pids) < 2:  # both workers have started (their initialisers ran) and answer
+        pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(8)]}
     futures = [pool.submit(time.sleep, 60) for _ in range(2)]
-    time.sleep(0.5)
-    while len(pool._processes) < 2:
-        time.sleep(0.1)
-    print(" ".join(str(p) for p in pool._processes), flush=True)
+    print(" ".join(map(str, sorted(pids))), flush=True)
     time.sleep(60)
 """)
 
@@ -204,7 +204,7 @@ def test_workers_die_with_a_killed_parent():
         assert len(workers) == 2 and all(_alive(p) for p in workers)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10  # they poll every 0.2 s; generous for a loaded test machine
         while any(_alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(p) for p in workers), "workers outlived their parent"

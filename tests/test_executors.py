@@ -171,9 +171,13 @@ def test_sweep_interrupted_under_one_executor_resumes_under_another(tmp_path, da
 
 
 _ORPHAN = textwrap.dedent("""
-    import os, time
+    import multiprocessing, os, sys, time
+    from concurrent.futures import ProcessPoolExecutor
     from ising_moe.executors import process_executor
-    pool = process_executor(2)
+    if sys.argv[1] == "watched":
+        pool = process_executor(2)
+    else:  # negative control: a plain pool, as the sweep used before
+        pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
     pids = set()
     while len(pids) < 2:  # both workers have started (their initialisers ran) and answer
         pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(8)]}
@@ -196,21 +200,29 @@ def _alive(pid):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_workers_die_with_a_killed_parent():
-    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN], stdout=subprocess.PIPE, text=True,
+@pytest.mark.parametrize("kind", ["watched", "plain"])
+def test_workers_die_with_a_killed_parent(kind):
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN, kind], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    workers = []
     try:
         workers = [int(p) for p in parent.stdout.readline().split()]
         assert len(workers) == 2 and all(_alive(p) for p in workers)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 10  # they poll every 0.2 s; generous for a loaded test machine
+        deadline = time.monotonic() + (10 if kind == "watched" else 2)  # they poll every 0.2 s
         while any(_alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(p) for p in workers), "workers outlived their parent"
+        if kind == "watched":
+            assert not any(_alive(p) for p in workers), "workers outlived their parent"
+        else:  # the control shows the test can fail: a plain pool's workers outlive their parent
+            assert all(_alive(p) for p in workers)
     finally:
         parent.kill()
         parent.stdout.close()
+        for pid in workers:  # the control's orphans (started by this test)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_unreachable_dask_scheduler_is_one_line(tmp_path, monkeypatch):

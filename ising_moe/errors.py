@@ -24,6 +24,18 @@ class OutputExistsError(IsingMoeError, FileExistsError):
     """An output file exists and ``overwrite`` was not requested."""
 
 
+class OutputLockedError(IsingMoeError):
+    """Another live process is writing the same output."""
+
+
+class OutputNotWritableError(IsingMoeError, PermissionError):
+    """The output directory cannot be created or written."""
+
+
+class ExecutorUnavailableError(IsingMoeError):
+    """An executor (e.g. a Dask scheduler address) cannot be reached or created."""
+
+
 class ModelNotAvailableError(IsingMoeError):
     """Model weights (or a tokenizer) cannot be found locally and cannot be downloaded."""
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import DataFormatError, InvalidParameterError, OutputExistsError
+from .outputs import acquire_lock, clean_stale, release_lock, temp_path
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -43,6 +44,7 @@ __all__ = [
     "file_sha256",
     "ChunkStore",
     "utc_now",
+    "strict_jsonable",
 ]
 
 SCHEMA_VERSION = 1
@@ -65,6 +67,35 @@ def _jsonable(obj: Any):
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def strict_jsonable(obj: Any):
+    """A copy of ``obj`` that strict JSON can hold: non-finite floats become ``None`` (null).
+
+    ``json.dumps`` writes NaN and infinities as bare ``NaN``/``Infinity``, which is not JSON; every
+    JSON output of ising-moe (``--json``, summaries) goes through this function.
+    """
+    if isinstance(obj, float | np.floating):
+        value = float(obj)
+        return value if np.isfinite(value) else None
+    if isinstance(obj, Mapping):
+        return {(str(k) if not isinstance(k, str | int | float | bool) and k is not None else k): strict_jsonable(v)
+                for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        items = sorted(obj) if isinstance(obj, set | frozenset) else obj
+        return [strict_jsonable(v) for v in items]
+    if isinstance(obj, np.ndarray):
+        return strict_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return strict_jsonable(obj.item())
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def strict_json(obj: Any, **kwargs) -> str:
+    """Strict JSON text of ``obj`` (see :func:`strict_jsonable`); raises on anything else non-JSON."""
+    return json.dumps(strict_jsonable(obj), default=_jsonable, allow_nan=False, **kwargs)
 
 
 def to_json(obj: Any) -> str:
@@ -98,11 +129,13 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it")
     if path.exists() and path.is_dir():
         raise InvalidParameterError(f"{path} is a directory, expected a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .outputs import _ensure_directory
+
+    _ensure_directory(path.parent)
+    clean_stale(path.parent)
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+_temp_path = temp_path
 
 
 @contextlib.contextmanager
@@ -363,7 +396,7 @@ def write_json(path, payload: Mapping[str, Any], *, kind: str, params: Mapping[s
     doc["finished"] = True
     tmp = _temp_path(path)
     try:
-        tmp.write_text(json.dumps(doc, indent=2, default=_jsonable, allow_nan=True) + "\n")
+        tmp.write_text(strict_json(doc, indent=2) + "\n")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -412,7 +445,27 @@ class ChunkStore:
         self.resumed = False
 
     def open(self, overwrite: bool = False) -> ChunkStore:
-        """Create the staging directory, or check and reuse the one of an interrupted run."""
+        """Create the staging directory, or check and reuse the one of an interrupted run.
+
+        Takes the writer's lock of the final file (:func:`ising_moe.outputs.acquire_lock`; released
+        by :meth:`close` or :meth:`remove`), so two runs never stage into one directory.
+        """
+        acquire_lock(self.final_path)
+        self._locked = True
+        clean_stale(self.final_path.parent)  # temporaries of killed runs (e.g. a final write)
+        try:
+            return self._open(overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the lock taken by :meth:`open` (the partial work stays for a resume)."""
+        if getattr(self, "_locked", False):
+            self._locked = False
+            release_lock(self.final_path)
+
+    def _open(self, overwrite: bool) -> ChunkStore:
         manifest = self.directory / "manifest.json"
         if overwrite and self.directory.exists():
             shutil.rmtree(self.directory)
@@ -429,6 +482,8 @@ class ChunkStore:
                 )
             self.created = old["created"]
             self.resumed = True
+            for tmp in self.directory.glob("*.tmp*"):  # a chunk being written when its run was killed
+                tmp.unlink(missing_ok=True)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._atomic_write(manifest, json.dumps(
@@ -439,7 +494,7 @@ class ChunkStore:
         return self.directory / f"chunk-{index:07d}.npz"
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -448,7 +503,30 @@ class ChunkStore:
 
     def done(self) -> set[int]:
         """Indices of the chunks already written."""
-        return {int(p.stem.split("-")[1]) for p in self.directory.glob("chunk-*.npz")}
+        return {int(p.stem.split("-")[1]) for p in self.directory.glob("chunk-*.npz")} | \
+            {int(p.stem.split("-")[1]) for p in self.directory.glob("chunk-*.pkl")}
+
+    def write_object(self, index: int, obj: Any) -> None:
+        """Store a picklable result object as chunk ``index`` (for results that are not arrays).
+
+        Only for the job's own staging directory: :meth:`read_object` unpickles, so a partial
+        directory from an untrusted source must never be resumed.
+        """
+        import pickle
+
+        self._atomic_write(self.directory / f"chunk-{index:07d}.pkl", pickle.dumps(obj, protocol=5))
+
+    def read_object(self, index: int) -> Any:
+        """Load an object stored by :meth:`write_object`; ``None`` when damaged or unreadable (the
+        caller recomputes it)."""
+        import pickle
+
+        path = self.directory / f"chunk-{index:07d}.pkl"
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:  # noqa: BLE001  (damaged, or written by an incompatible version: redo it)
+            path.unlink(missing_ok=True)
+            return None
 
     def write(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Store chunk ``index`` atomically."""
@@ -469,5 +547,6 @@ class ChunkStore:
             ) from None
 
     def remove(self) -> None:
-        """Delete the staging directory (after the final file is written)."""
+        """Delete the staging directory (after the final file is written) and release the lock."""
         shutil.rmtree(self.directory, ignore_errors=True)
+        self.close()

@@ -15,14 +15,19 @@ __all__ = ["save_figure", "plot_sweep", "plot_rates", "plot_correlation", "plot_
 def _axes(ax):
     if ax is not None:
         return ax
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and not _interactive():
-        matplotlib.use("Agg", force=True)
+    _select_backend()
     import matplotlib.pyplot as plt
 
     _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     return ax
+
+
+def _select_backend() -> None:
+    """A non-interactive backend unless a session is interactive (never a window from a command)."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and not _interactive():
+        matplotlib.use("Agg", force=True)
 
 
 def _interactive() -> bool:
@@ -89,7 +94,7 @@ def plot_sweep(points, x: str = "beta", observable: str = "energy_per_site", gro
 
 def figure_grid(n_panels: int, panel_size=(3.2, 2.6), max_columns: int = 3):
     """A figure with ``n_panels`` axes (flattened list), for one panel per layer."""
-    _axes(None)  # select a non-interactive backend when needed
+    _select_backend()
     import matplotlib.pyplot as plt
 
     cols = min(max_columns, n_panels)

@@ -1,6 +1,9 @@
 """The HDF5/JSON layer: provenance, atomic writes, resumable chunks, and fuzzed readers."""
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -194,3 +197,97 @@ def test_fuzz_structural_mutations(mutation, which):
                 del f[name]
                 f.create_group(name)
         _must_fail_cleanly(p)
+
+
+# ---------------------------------------------------------------- outputs as one unit
+def _dead_pid():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_output_unit_moves_everything_together(tmp_path):
+    from ising_moe.outputs import output_unit
+
+    main, fig = tmp_path / "out.h5", tmp_path / "out.rates.png"
+    with output_unit(main, others=[fig]) as unit:
+        _write_example(unit.path(main))
+        unit.path(fig).write_bytes(b"png")
+        assert not main.exists() and not fig.exists()  # nothing visible before the commit
+        assert (tmp_path / ".out.h5.lock").exists()
+    assert main.exists() and fig.read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "out.rates.png"]
+    with pytest.raises(OutputExistsError, match="rates.png"), output_unit(tmp_path / "other.h5", others=[fig]):
+        pytest.fail("an existing declared output must be refused before the work")
+    with pytest.raises(RuntimeError), output_unit(tmp_path / "third.h5") as unit:  # a failure leaves nothing
+        unit.path(tmp_path / "third.h5").write_bytes(b"half")
+        raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "out.rates.png"]
+
+
+def test_commit_interrupted_by_a_kill_is_completed_by_the_next_run(tmp_path):
+    from ising_moe.outputs import clean_stale
+
+    stage = tmp_path / f".out.h5.stage-{_dead_pid()}"
+    stage.mkdir()
+    (stage / "out.h5").write_bytes(b"data")
+    (stage / "commit.json").write_text(json.dumps({"moves": ["out.png", "out.h5"], "discard": ["out.h5.partial"]}))
+    (tmp_path / "out.h5.partial").mkdir()
+    (tmp_path / "out.png").write_bytes(b"png")  # already moved before the kill
+    clean_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "out.png"]
+    # without a commit record the staged files were unfinished: discarded
+    stage = tmp_path / f".x.h5.stage-{_dead_pid()}"
+    stage.mkdir()
+    (stage / "x.h5").write_bytes(b"half")
+    clean_stale(tmp_path)
+    assert not stage.exists() and not (tmp_path / "x.h5").exists()
+
+
+def test_locks_are_reentrant_and_refuse_a_live_other_process(tmp_path):
+    from ising_moe.errors import OutputLockedError
+    from ising_moe.outputs import acquire_lock, release_lock
+
+    target = tmp_path / "a.h5"
+    lock = acquire_lock(target)
+    acquire_lock(target)
+    release_lock(target)
+    assert lock.exists()
+    release_lock(target)
+    assert not lock.exists()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(f"{holder.pid}")
+        with pytest.raises(OutputLockedError, match=f"PID {holder.pid}"):
+            acquire_lock(target)
+    finally:
+        holder.kill()
+        holder.wait()
+    acquire_lock(target)  # its process is gone: stale
+    release_lock(target)
+    assert not lock.exists()
+
+
+def test_strict_json_maps_non_finite_numbers_to_null():
+    doc = io.strict_jsonable({"a": float("nan"), "b": [np.inf, 1.5], "c": np.array([-np.inf, 2.0]),
+                              "d": np.float32(np.nan), "e": (1, None)})
+    assert doc == {"a": None, "b": [None, 1.5], "c": [None, 2.0], "d": None, "e": [1, None]}
+    json.loads(io.strict_json(doc), parse_constant=lambda c: 1 / 0)
+
+
+def test_chunk_store_removes_dead_runs_temporaries_and_locks(tmp_path):
+    from ising_moe.errors import OutputLockedError
+
+    final = tmp_path / "x.h5"
+    stale = tmp_path / f".x.h5.tmp-{_dead_pid()}"  # a final write killed in an earlier run
+    stale.write_bytes(b"half")
+    store = io.ChunkStore(final, "t", {"a": 1}).open()
+    assert not stale.exists() and (tmp_path / ".x.h5.lock").exists()
+    code = ("import sys; from ising_moe import io\n"
+            "try:\n    io.ChunkStore(sys.argv[1], 't', {'a': 1}).open()\n"
+            "except Exception as e:\n    print(type(e).__name__)")
+    other = subprocess.run([sys.executable, "-c", code, str(final)], capture_output=True, text=True, check=False,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert other.stdout.strip() == OutputLockedError.__name__  # a second writer stops at once
+    store.remove()
+    assert not (tmp_path / ".x.h5.lock").exists() and not store.directory.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -19,22 +18,55 @@ log = logging.getLogger(__name__)
 
 
 class _Group(click.Group):
-    """Turns the library's named errors into ``Error: ...`` and exit status 2."""
+    """Turns the library's named errors and click's usage errors into one line ``Error: ...`` and
+    exit status 2 (never a traceback, never a usage block)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, as click shows it
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else "isingmoe"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"Error: {message} (see '{where} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(0)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except IsingMoeError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+            sys.exit(2)
+        except PermissionError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"Error: permission denied{where}: choose another path or fix its permissions", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted: rerun the same command to resume.", err=True)
             sys.exit(130)
 
 
+def to_json_text(payload) -> str:
+    """The one JSON encoder of every ``--json``: strict JSON, non-finite numbers as ``null``."""
+    from ..io import strict_json
+
+    return strict_json(payload, indent=2)
+
+
 def _emit(payload: dict, as_json: bool, lines: list[str]) -> None:
     if as_json:
-        click.echo(json.dumps(payload, indent=2, default=_json_default, allow_nan=True))
+        click.echo(to_json_text(payload))
     else:
         for line in lines:
             click.echo(line)
@@ -48,6 +80,30 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(type(obj).__name__)
+
+
+def executor_options(func):
+    """``--executor`` (and ``-p/--processes N`` as a shorthand for ``processes:N``)."""
+    from ..executors import EXECUTOR_HELP
+
+    func = click.option("--processes", "-p", type=click.IntRange(min=1), default=None,
+                        help="Shorthand for --executor processes:N.")(func)
+    return click.option("--executor", default=None, metavar="SPEC",
+                        help=EXECUTOR_HELP + " [default: serial]")(func)
+
+
+def _executor_spec(executor: str | None, processes: int | None) -> str:
+    """The executor named by ``--executor``/``--processes`` (validated before any work)."""
+    from ..executors import parse_executor
+
+    if executor is not None and processes is not None:
+        raise InvalidParameterError("give --executor or --processes, not both")
+    spec = executor if executor is not None else (f"processes:{processes}" if processes and processes > 1 else "serial")
+    parse_executor(spec)
+    return spec
+
+
+SEED = click.IntRange(min=0)
 
 
 def _fmt(x: float) -> str:

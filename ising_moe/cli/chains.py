@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -13,7 +14,17 @@ from ..errors import InvalidParameterError
 
 log = logging.getLogger(__name__)
 
-from ._main import _emit, _fmt, _grid, _one, _parse_fields, main
+from ._main import (
+    SEED,
+    _emit,
+    _executor_spec,
+    _fmt,
+    _grid,
+    _one,
+    _parse_fields,
+    executor_options,
+    main,
+)
 
 
 class _Count(click.ParamType):
@@ -102,6 +113,7 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
     from ..exact import solve
     from ..io import atomic_h5, write_array
     from ..mc.resources import check_cost, exact_cost
+    from ..outputs import output_unit
 
     as_int(n_states, "n_states", minimum=2)
     as_int(n_sites, "n_sites", minimum=2)
@@ -131,7 +143,8 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
                   "field": None if field is None else str(field), "ising": ising, "periodic": periodic,
                   "max_distance": max_distance}
         c_state = sol.correlation_function(max_distance, per_state=True)
-        with atomic_h5(output, kind="exact", params=params, overwrite=overwrite) as f:
+        with output_unit(output, overwrite=overwrite) as unit, \
+                atomic_h5(unit.path(output), kind="exact", params=params, overwrite=True) as f:
             for key in ("log_partition", "free_energy_per_site", "correlation_length"):
                 f.attrs[key] = result[key]
             write_array(f, "marginals", sol.marginals, ("position", "state"))
@@ -212,7 +225,7 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
 
 @main.command()
 @_sim_options(grid=False)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write time series, marginals and statistics to this HDF5 file.")
 @click.option("--overwrite", is_flag=True)
@@ -226,28 +239,32 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
     ordered states and random states, and the exact value with z = (MC - exact) / error. An
     observable with n/tau < 50 or R-hat > 1.01 is flagged: its error bar is not to be trusted.
     """
-    from ..io import atomic_h5, write_array
     from ..mc import simulate as run_simulation
     from ..mc.observables import exact_observables
     from ..mc.resources import check_cost, simulation_cost
     from ..mc.samplers import faster_update
     from ..mc.sweep import DEFAULTS, build_model, point_names, validate_point
+    from ..outputs import output_unit
 
     point = {**DEFAULTS, **_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic,
                                      update, n_sweeps, n_burnin, n_chains, max_distance, grid=False)}
     check_cost(*simulation_cost(point), "this simulation")  # before any model allocates its tables
     validate_point(point)
     model = build_model(point)
-    run = run_simulation(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
-                         n_burnin=point["n_burnin"], rng=seed, max_distance=point["max_distance"])
-    exact = exact_observables(model, point["max_distance"]) or {}
-    rows = []
-    for name in point_names(model, point["max_distance"]):
-        st = run.stats(name)
-        ex = exact.get(name)
-        rows.append({"observable": name, "mean": st.mean, "error": st.error, "tau": st.tau,
-                     "n_over_tau": st.n_over_tau, "ess": st.ess, "rhat": st.rhat, "exact": ex,
-                     "z": None if ex is None else st.z_score(ex), "flags": st.problems()})
+    unit_or_none = contextlib.nullcontext() if output is None else output_unit(output, overwrite=overwrite)
+    with unit_or_none as unit:  # locked and checked before the run
+        run = run_simulation(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
+                             n_burnin=point["n_burnin"], rng=seed, max_distance=point["max_distance"])
+        exact = exact_observables(model, point["max_distance"]) or {}
+        rows = []
+        for name in point_names(model, point["max_distance"]):
+            st = run.stats(name)
+            ex = exact.get(name)
+            rows.append({"observable": name, "mean": st.mean, "error": st.error, "tau": st.tau,
+                         "n_over_tau": st.n_over_tau, "ess": st.ess, "rhat": st.rhat, "exact": ex,
+                         "z": None if ex is None else st.z_score(ex), "flags": st.problems()})
+        if output is not None:
+            _write_simulation(unit.path(output), point, seed, run, rows)
     flagged = [r["observable"] for r in rows if r["flags"]]
     advice = None
     if flagged:
@@ -255,16 +272,6 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
         advice = (f"{len(flagged)} observable(s) flagged: their errors are unreliable; "
                   + (f"{faster} mixes faster than {point['update']} on this chain (use --update), or run longer"
                      if faster else "run longer (--n-sweeps)"))
-    if output is not None:
-        with atomic_h5(output, kind="mc", params=point, seed=seed, overwrite=overwrite) as f:
-            write_array(f, "energy", run.energy, ("chain", "sweep"))
-            write_array(f, "occupation", run.occupation, ("chain", "sweep", "state"))
-            if point["max_distance"] > 0:
-                write_array(f, "overlap", run.overlap, ("chain", "sweep", "distance"))
-                write_array(f, "correlation", run.correlation_function(), ("distance",))
-            write_array(f, "marginals", run.marginals(), ("position", "state"))
-            write_array(f, "final_spins", run.state.spins, ("chain", "position"))
-            f.attrs["summary"] = json.dumps(_json_safe(rows, {}), allow_nan=False)
     lines = [(f"{model!r}, {point['update']}, {point['n_chains']} chains x {point['n_sweeps']} sweeps "
               "(chains start ordered in different states and at random)"),
              f"{'observable':<18}{'MC':>26}{'tau':>9}{'n/tau':>9}{'R-hat':>8}{'exact':>12}{'z':>8}"]
@@ -285,13 +292,27 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
                as_json, lines)
 
 
+def _write_simulation(path, point, seed, run, rows) -> None:
+    from ..io import atomic_h5, write_array
+
+    with atomic_h5(path, kind="mc", params=point, seed=seed, overwrite=True) as f:
+        write_array(f, "energy", run.energy, ("chain", "sweep"))
+        write_array(f, "occupation", run.occupation, ("chain", "sweep", "state"))
+        if point["max_distance"] > 0:
+            write_array(f, "overlap", run.overlap, ("chain", "sweep", "distance"))
+            write_array(f, "correlation", run.correlation_function(), ("distance",))
+        write_array(f, "marginals", run.marginals(), ("position", "state"))
+        write_array(f, "final_spins", run.state.spins, ("chain", "position"))
+        f.attrs["summary"] = json.dumps(_json_safe(rows, {}), allow_nan=False)
+
+
 @main.command()
 @click.argument("spec_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @_sim_options(grid=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("sweep.h5"),
               show_default=True)
-@click.option("--processes", "-p", type=int, default=1, show_default=True, help="Worker processes.")
+@executor_options
 @click.option("--x", "x_param", default="beta", show_default=True, help="Parameter on the plot's x axis.")
 @click.option("--observable", default="energy_per_site", show_default=True, help="Observable to plot.")
 @click.option("--overwrite", is_flag=True, help="Replace the output and discard interrupted partial work.")
@@ -299,14 +320,17 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
               help=f"Run a grid of more than {MAX_POINTS_UNCONFIRMED} points (refused without it).")
 @click.option("--json", "as_json", is_flag=True)
 def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps,
-          n_burnin, n_chains, max_distance, seed, output, processes, x_param, observable, overwrite, confirmed,
+          n_burnin, n_chains, max_distance, seed, output, executor, processes, x_param, observable, overwrite,
+          confirmed,
           as_json):
     """Monte Carlo over a parameter grid (resumable; rerun the same command after an interruption).
 
     Grid options take comma lists (--update heat-bath,wolff) or start:stop:num (--beta 0.2:2:10);
     SPEC_FILE (TOML or JSON) gives the same parameters, which the options override.
     """
-    from ..mc.sweep import load_spec, read_sweep, run_sweep
+    from ..executors import open_executor
+    from ..mc.sweep import expand_grid, load_spec, read_sweep, run_sweep, validate_point
+    from ..outputs import output_unit
     from ..plot import plot_sweep, save_figure
     from ..stats import MAX_RHAT, MIN_N_OVER_TAU
 
@@ -314,11 +338,19 @@ def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_
     spec.update(_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update,
                           n_sweeps, n_burnin, n_chains, max_distance, grid=True))
     _check_sweep(spec, x_param, observable, confirmed)
-    path = run_sweep(spec, output, seed=seed, processes=processes, overwrite=overwrite, progress=not as_json)
-    points = read_sweep(path)
+    executor = _executor_spec(executor, processes)
+    for point in expand_grid(spec):  # every check before any state is created
+        validate_point(point)
+    stem = output.with_suffix("")
     figures = []
-    if x_param in points[0]["params"]:
-        figures = save_figure(plot_sweep(points, x=x_param, observable=observable), path.with_suffix(""))
+    with output_unit(output, others=[Path(f"{stem}.png"), Path(f"{stem}.pdf")], overwrite=overwrite) as unit, \
+            open_executor(executor) as pool:
+        run_sweep(spec, output, seed=seed, overwrite=overwrite, progress=not as_json, executor=pool, unit=unit)
+        points = read_sweep(unit.path(output))
+        if x_param in points[0]["params"]:
+            staged = save_figure(plot_sweep(points, x=x_param, observable=observable), unit.path(output).with_suffix(""))
+            figures = [output.parent / p.name for p in staged]
+    path = output
     worst = max((abs((p["mean"][o] - p["exact"][o]) / p["error"][o]) for p in points for o in p["mean"]
                  if np.isfinite(p["exact"][o]) and p["error"][o] > 0), default=None)
     unreliable = [k for k, p in enumerate(points) if any(

@@ -11,7 +11,16 @@ from ..errors import InvalidParameterError
 
 log = logging.getLogger(__name__)
 
-from ._main import _emit, _int_list, main
+from ._main import SEED, _emit, _executor_spec, _int_list, executor_options, main
+
+#: figure names of ``measure`` (``<output stem>.<name>.png/pdf``) and ``fit`` (``<dir>/<name>.png/pdf``):
+#: declared up front so that an existing figure is refused before any work, like the data files
+MEASURE_FIGURES = ("rates", "correlation", "xi_block", "dropped", "probe")
+FIT_FIGURES = ("correlation", "xi", "fields", "couplings", "heldout", "indicators")
+
+
+def _figure_paths(stem_names) -> list[Path]:
+    return [Path(f"{stem}.{ext}") for stem in stem_names for ext in ("png", "pdf")]
 
 
 @main.command()
@@ -39,7 +48,7 @@ from ._main import _emit, _int_list, main
                    "installation's data/, whatever the working directory].")
 @click.option("--random-init", is_flag=True, help="Random weights from the real configuration (seeded).")
 @click.option("--reduced", is_flag=True, help="With --random-init: the reduced-size variant (olmoe).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the random weights and of --positions shuffled.")
 @click.option("--positions", type=click.Choice(["natural", "constant", "shuffled", "reversed"]), default="natural",
               show_default=True,
@@ -117,18 +126,21 @@ def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, d
                    "random), masked out (what ran), or an extra state.")
 @click.option("--bootstrap", "n_bootstrap", type=int, default=200, show_default=True)
 @click.option("--no-probe", is_flag=True, help="Skip the positional probes (scikit-learn).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="[default: DATA_FILE with suffix .stats.h5]")
-@click.option("--overwrite", is_flag=True)
+@executor_options
+@click.option("--overwrite", is_flag=True, help="Replace the output file and its figures.")
 @click.option("--json", "as_json", is_flag=True)
 def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped, n_bootstrap, no_probe, seed, output,
-            overwrite, as_json):
+            executor, processes, overwrite, as_json):
     """Empirical spatial statistics of an expert-sequence file, with error bars and figures."""
     from ..data import load_experts
+    from ..executors import open_executor
     from ..io import file_sha256
     from ..measure import measure as run_measure
     from ..measure import write_measurements
+    from ..outputs import output_unit
     from ..report import (
         comparison_figures,
         comparison_summary,
@@ -136,25 +148,35 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
         measurement_summary,
     )
 
-    output = output or data_file.with_name(data_file.name.removesuffix(".h5") + ".stats.h5")
-    if output.exists() and not overwrite:
-        from ..errors import OutputExistsError
+    if not no_probe:  # a core dependency; checked before any work all the same
+        from ..errors import require
 
-        raise OutputExistsError(f"{output} exists: pass --overwrite to replace it")
-    layer_list = _int_list(layers, "--layers")
-    data = load_experts(data_file, layers=layer_list)
-    other = None if compare_file is None else load_experts(compare_file, layers=layer_list)
-    options = dict(max_distance=max_distance, block_sizes=_int_list(block_sizes, "--block-sizes") or (),
-                   dropped=dropped, n_bootstrap=n_bootstrap, seed=seed, progress=not as_json)
-    result = run_measure(data, probe=not no_probe, **options)
-    second = None if other is None else run_measure(other, probe=False, **options)
-    write_measurements(result, output, overwrite=overwrite, input_path=data_file, input_sha256=file_sha256(data_file))
+        require("sklearn", "probe", "the positional probe of isingmoe measure (or pass --no-probe)")
+    output = output or data_file.with_name(data_file.name.removesuffix(".h5") + ".stats.h5")
     stem = output.with_name(output.name.removesuffix(".h5"))
-    figures = measurement_figures(result, stem)
+    executor = _executor_spec(executor, processes)
+    layer_list = _int_list(layers, "--layers")
+    block_list = _int_list(block_sizes, "--block-sizes") or ()
+    names = MEASURE_FIGURES + (("compare",) if compare_file is not None else ())
+    declared = _figure_paths(f"{stem}.{name}" for name in names)
+    with output_unit(output, others=declared, overwrite=overwrite) as unit:
+        data = load_experts(data_file, layers=layer_list)
+        other = None if compare_file is None else load_experts(compare_file, layers=layer_list)
+        options = dict(max_distance=max_distance, block_sizes=block_list, dropped=dropped, n_bootstrap=n_bootstrap,
+                       seed=seed, progress=not as_json)
+        with open_executor(executor) as pool:
+            result = run_measure(data, probe=not no_probe, executor=pool, **options)
+            second = None if other is None else run_measure(other, probe=False, executor=pool, **options)
+        write_measurements(result, unit.path(output), overwrite=True, input_path=data_file,
+                           input_sha256=file_sha256(data_file))
+        staged_stem = unit.path(output).with_name(stem.name)
+        staged = measurement_figures(result, staged_stem)
+        if second is not None:
+            staged += comparison_figures(result, second, staged_stem)
+    figures = [output.parent / p.name for p in staged]
     payload, lines = measurement_summary(result, data)
     if second is not None:
         compare_payload, compare_lines = comparison_summary(result, second)
-        figures += comparison_figures(result, second, stem)
         payload["compare"] = compare_payload
         lines += compare_lines
     payload.update({"output": str(output), "figures": [str(f) for f in figures]})
@@ -179,21 +201,33 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default="router", show_default=True,
               help="Switch capacity drops: the router's choice (what the router wants; drops are not missing "
                    "at random, so excluding them creates position dependence), excluded, or an extra state.")
-@click.option("--processes", "-p", type=int, default=1, show_default=True, help="Layers in parallel processes.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="[default: fits/<model>]")
-@click.option("--overwrite", is_flag=True)
+@executor_options
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory (fit.h5, summary.json, figures) [default: fits/<model>]")
+@click.option("--output-dir", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              hidden=True, help="Deprecated spelling of -o/--output.")
+@click.option("--overwrite", is_flag=True, help="Replace the outputs and discard an interrupted fit's layers.")
 @click.option("--json", "as_json", is_flag=True)
-def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, processes, seed,
-        output_dir, overwrite, as_json):
-    """Fit Potts chains to expert sequences and compare fitted with empirical correlations."""
+def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, executor, processes,
+        seed, output, output_dir, overwrite, as_json):
+    """Fit Potts chains to expert sequences and compare fitted with empirical correlations.
+
+    Resumable per layer: rerun the same command after an interruption to fit only the missing layers.
+    """
     from ..data import load_experts
+    from ..executors import open_executor
     from ..extract.registry import MODELS, data_dir, find_data_file
     from ..fit.files import write_fit_report
     from ..fit.pipeline import fit_expert_data
-    from ..io import file_sha256, write_json
+    from ..io import ChunkStore, file_sha256, write_json
+    from ..outputs import output_unit
     from ..report import fit_figures, fit_summary
+
+    if output is not None and output_dir is not None and output != output_dir:
+        raise InvalidParameterError("give -o/--output only (--output-dir is its deprecated spelling)")
+    output = output or output_dir
+    executor = _executor_spec(executor, processes)
 
     path = Path(model)
     if model.endswith(".h5") or path.is_file():
@@ -210,24 +244,28 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
     else:
         raise InvalidParameterError(
             f"--model must be an alias ({', '.join(MODELS)}) or an expert-sequence .h5 file, got {model!r}")
-    out_dir = output_dir or Path("fits") / name
+    out_dir = output or Path("fits") / name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidParameterError(f"-o/--output {out_dir} is a file: fit writes a directory")
     fit_file, summary_file = out_dir / "fit.h5", out_dir / "summary.json"
-    for target in (fit_file, summary_file):
-        if target.exists() and not overwrite:
-            from ..errors import OutputExistsError
-
-            raise OutputExistsError(f"{target} exists: pass --overwrite to replace it")
-    data = load_experts(path, layers=_int_list(layers, "--layers"))
+    layer_list = _int_list(layers, "--layers")
     variant_list = [v.strip() for v in variants.split(",")] if variants else None
-    report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
-                             max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
-                             processes=processes, progress=not as_json)
-    sha = file_sha256(path)
-    write_fit_report(report, fit_file, overwrite=overwrite, input_sha256=sha)
-    figures = fit_figures(report, out_dir)
-    payload, lines = fit_summary(report)
-    payload.update({"input_sha256": sha, "fit_file": str(fit_file), "figures": [str(p) for p in figures]})
-    write_json(summary_file, payload, kind="fit-summary", params=report.params, seed=seed, overwrite=overwrite)
+    declared = [summary_file, *_figure_paths(out_dir / n for n in FIT_FIGURES)]
+    with output_unit(fit_file, others=declared, overwrite=overwrite) as unit:
+        data = load_experts(path, layers=layer_list)
+        with open_executor(executor) as pool:
+            report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
+                                     max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
+                                     progress=not as_json, executor=pool, checkpoint=fit_file, overwrite=overwrite)
+        unit.discard_after_commit(ChunkStore(fit_file, "fit-layers", {}).directory)
+        sha = file_sha256(path)
+        write_fit_report(report, unit.path(fit_file), overwrite=True, input_sha256=sha)
+        staged = fit_figures(report, unit.path(fit_file).parent)
+        figures = [out_dir / p.name for p in staged]
+        payload, lines = fit_summary(report)
+        payload.update({"input_sha256": sha, "fit_file": str(fit_file), "figures": [str(p) for p in figures]})
+        write_json(unit.path(summary_file), payload, kind="fit-summary", params=report.params, seed=seed,
+                   overwrite=True)
     lines += [f"wrote {fit_file}", f"wrote {summary_file}", f"figures in {out_dir}/ (PNG and PDF)"]
     _emit(payload, as_json, lines)
 

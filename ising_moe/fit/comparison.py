@@ -29,6 +29,7 @@ import numpy as np
 from .._util import as_int
 from ..errors import ConvergenceWarning, InvalidParameterError, SparseDataWarning
 from ..exact import solve
+from ..executors import run_tasks
 from .baselines import ChainMeanField, ChainPseudoLikelihood
 from .data import ChainData
 from .indicators import IndicatorComparison
@@ -197,9 +198,19 @@ def _model_correlation(result: ChainFitResult, n_sites: int, max_distance: int) 
     return solve(result.model(n_sites)).correlation_function(max_distance)
 
 
+def _bootstrap_refit(variant, n_states, data, init, n_sites, max_distance, window, sigma):
+    """One bootstrap refit (a picklable task): the refit's ``xi`` and parameters."""
+    fitter = variant_fitter(variant, n_states)
+    fitter.tol = 3e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitter.fit(data, init=init)
+    return _fitted_xi(_model_correlation(fitter.result_, n_sites, max_distance), window, sigma), fitter.result_.theta
+
+
 def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=DEFAULT_VARIANTS,
                   test_fraction: float = 0.2, max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000,
-                  seed: int = 0) -> LayerComparison:
+                  seed: int = 0, executor=None) -> LayerComparison:
     """Fit every variant to one layer's sequences and compare with the empirical correlations.
 
     Parameters
@@ -223,6 +234,8 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     mc_sweeps : int
         Heat-bath sweeps of the Monte Carlo check (0: none).
     seed : int
+    executor : concurrent.futures.Executor, optional
+        Where the bootstrap refits run (default: here, in order); the results do not depend on it.
     """
     from ..mc import simulate
     from ..measure import correlation_function, fit_correlation_length
@@ -283,15 +296,13 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     boot, boot_theta = [], []
     main_ok = main in fits and not fits[main].error and fits[main].max_range == 1
     if n_bootstrap and main_ok:
-        for _ in range(n_bootstrap):
-            rows = rng.integers(0, len(train), size=len(train))
-            fitter = variant_fitter(main, n_states)
-            fitter.tol = 3e-6
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fitter.fit(train_data.subset(rows), init=fits[main].theta)
-            boot.append(_fitted_xi(_model_correlation(fitter.result_, n, max_distance), window, corr.errors))
-            boot_theta.append(fitter.result_.theta)
+        # refits are independent tasks (resampled rows drawn here, in order: same stream as one loop)
+        draws = [rng.integers(0, len(train), size=len(train)) for _ in range(n_bootstrap)]
+        tasks = [(main, n_states, train_data.subset(rows), fits[main].theta, n, max_distance, window, corr.errors)
+                 for rows in draws]
+        refits = dict(run_tasks(executor, _bootstrap_refit, tasks))
+        boot = [refits[k][0] for k in range(n_bootstrap)]
+        boot_theta = [refits[k][1] for k in range(n_bootstrap)]
     boot = np.array(boot)
     if len(boot_theta) > 1:  # parameter errors of the main variant from the same refits
         par = fits[main].parametrization()

@@ -62,8 +62,18 @@ def default_variants(n_states: int) -> list[str]:
 
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "router",
-                    indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False) -> FitReport:
+                    indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False,
+                    executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
+
+    Layers are independent tasks with seeds spawned from ``seed``: they run on ``executor`` (any
+    :class:`concurrent.futures.Executor`, see :mod:`ising_moe.executors`; ``processes > 1`` without
+    one means that many local worker processes) with bit-identical results for any executor.
+    With ``checkpoint`` (the path of the fit file to be written), each finished layer is kept in
+    ``<checkpoint>.partial/``: a run killed at any moment and started again with the same data and
+    parameters fits only the missing layers; other parameters are refused unless ``overwrite``.
+    The caller removes the partial directory once its outputs are written
+    (``fit_checkpoint(checkpoint, data, report.params).remove()``).
 
     ``variants`` defaults to :func:`default_variants`; ``max_range >= 2`` adds the variants
     ``range2 .. range<max_range>``. For top-k routing
@@ -79,8 +89,6 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     For data with drops each layer also gets a :class:`~ising_moe.fit.drops.DropEffect`: how much
     of the position effect the drops themselves produce.
     """
-    from tqdm.auto import tqdm
-
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
     for layer in layer_ids:
         data.layer_index(layer)
@@ -121,23 +129,68 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
             topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
             topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
         jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk, both))
-    results = []
-    if processes > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=context) as pool:
-            for res in tqdm(pool.map(_layer_job, jobs), total=len(jobs), desc="fit", unit="layer",
-                            disable=not progress or None):
-                results.append(res)
-    else:
-        for job in tqdm(jobs, desc="fit", unit="layer", disable=not progress or None):
-            results.append(_layer_job(job))
     params = {"layers": layer_ids, "variants": variants, "max_range": max_range, "test_fraction": test_fraction,
               "max_distance": max_distance, "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps,
               "dropped": dropped, "indicators": indicators and data.top_k > 1, "seed": seed,
               "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
     source = {"model_id": data.model_id, "weights": data.weights,
               "path": None if data.path is None else str(data.path)}
+    store = None if checkpoint is None else fit_checkpoint(checkpoint, data, params).open(overwrite=overwrite)
+    try:
+        results = _run_layers(jobs, executor, processes, store, progress)
+    except BaseException:
+        if store is not None and not store.done():
+            store.remove()  # nothing finished to resume: leave no state behind
+        raise
+    finally:
+        if store is not None:
+            store.close()
     return FitReport(results, params, source, data.provenance_note)
+
+
+def fit_checkpoint(path, data, params):
+    """The :class:`~ising_moe.io.ChunkStore` keeping the finished layers of a fit to ``path``
+    (keyed on the data's content, the parameters and the package version)."""
+    import hashlib
+
+    from .._version import __version__
+    from ..io import ChunkStore
+
+    digest = hashlib.sha256()
+    for array in (data.experts, data.mask, data.dropped):
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return ChunkStore(path, "fit-layers", {"params": params, "data_sha256": digest.hexdigest(),
+                                           "ising_moe_version": __version__})
+
+
+def _run_layers(jobs, executor, processes, store, progress) -> list:
+    """Every layer's result, in order: from the checkpoint when there, else computed on ``executor``."""
+    import contextlib
+
+    from tqdm.auto import tqdm
+
+    from ..executors import SerialExecutor, process_executor, run_tasks
+
+    results = [None] * len(jobs)
+    if store is not None:
+        for index in sorted(store.done()):
+            results[index] = store.read_object(index)
+    todo = [i for i, r in enumerate(results) if r is None]
+    with contextlib.ExitStack() as stack:
+        if executor is None and processes > 1 and len(todo) > 1:
+            executor = stack.enter_context(process_executor(min(processes, len(todo))))
+        tasks = [(jobs[k],) for k in todo]
+        if len(todo) == 1 and executor is not None and not isinstance(executor, SerialExecutor):
+            # one layer to fit: it runs here and its bootstrap refits become the parallel tasks
+            job = list(jobs[todo[0]])
+            job[5] = {**job[5], "executor": executor}
+            tasks, executor = [(tuple(job),)], None
+        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="fit", unit="layer",
+                  disable=not progress or None) as bar:
+            for i, result in run_tasks(executor, _layer_job, tasks):
+                results[todo[i]] = result
+                if store is not None:
+                    store.write_object(todo[i], result)
+                bar.update()
+    return results

@@ -15,12 +15,11 @@ Point parameters (defaults in :data:`DEFAULTS`): ``model`` ("potts", "ising", "l
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
-import multiprocessing
 import tomllib
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -172,15 +171,8 @@ def run_point(point: dict[str, Any], seed: int, index: int) -> dict[str, np.ndar
     return out
 
 
-def _worker(point, seed, index):
-    import numba
-
-    numba.set_num_threads(1)  # the processes already use the cores
-    return index, run_point(point, seed, index)
-
-
 def run_sweep(spec: dict[str, Any], output, *, seed: int = 0, processes: int = 1, overwrite: bool = False,
-              progress: bool = True) -> Path:
+              progress: bool = True, executor=None, unit=None) -> Path:
     """Run a sweep and write it to ``output`` (HDF5, a group ``point_XXXX`` per point).
 
     Parameters
@@ -191,42 +183,63 @@ def run_sweep(spec: dict[str, Any], output, *, seed: int = 0, processes: int = 1
     seed : int
         Master seed; point ``k`` uses ``SeedSequence(seed, spawn_key=(k,))``.
     processes : int, default 1
-        Worker processes (each point runs single-threaded when > 1).
+        Local worker processes when no ``executor`` is given (shorthand for
+        ``executor=ising_moe.executors.process_executor(processes)``).
     overwrite : bool
         Replace an existing output and discard an interrupted sweep's partial work.
+    executor : concurrent.futures.Executor, optional
+        Where the points run (see :mod:`ising_moe.executors`); the file is bit-identical for any
+        executor. Finished points are staged as they arrive, so a sweep interrupted under any
+        executor resumes.
+    unit : ising_moe.outputs.OutputUnit, optional
+        Write the file into this unit of outputs (the CLI adds the sweep's figures to it);
+        by default the sweep has its own.
     """
-    from tqdm.auto import tqdm
-
     points = expand_grid(spec)
     for point in points:
         validate_point(point)
     seed = as_int(seed, "seed", minimum=0)
     processes = as_int(processes, "processes", minimum=1)
     output = Path(output)
-    if output.exists() and not overwrite:
-        from ..errors import OutputExistsError
-
-        raise OutputExistsError(f"{output} exists: pass --overwrite to replace it")
     params = {"spec": spec, "points": points, "seed": seed}
-    store = ChunkStore(output, "sweep", params).open(overwrite=overwrite)
-    todo = [k for k in range(len(points)) if k not in store.done()]
+    with contextlib.ExitStack() as stack:
+        if unit is None:
+            from ..outputs import output_unit
+
+            unit = stack.enter_context(output_unit(output, overwrite=overwrite))
+        store = ChunkStore(output, "sweep", params).open(overwrite=overwrite)
+        stack.callback(store.close)
+        todo = [k for k in range(len(points)) if k not in store.done()]
+        if executor is None and processes > 1 and len(todo) > 1:
+            from ..executors import process_executor
+
+            executor = stack.enter_context(process_executor(min(processes, len(todo))))
+        try:
+            _run_points(points, todo, seed, store, executor, progress)
+        except BaseException:
+            if not store.done():
+                store.remove()  # nothing finished to resume: leave no state behind
+            raise
+        _write_sweep(unit.path(output), points, params, seed, store)
+        unit.discard_after_commit(store.directory)
+    return output
+
+
+def _run_points(points, todo, seed, store, executor, progress) -> None:
+    """Run the points ``todo`` on ``executor``, staging each result as it arrives."""
+    from tqdm.auto import tqdm
+
+    from ..executors import run_tasks
+
     with tqdm(total=len(points), initial=len(points) - len(todo), unit="point", desc="sweep",
               disable=not progress or None) as bar:
-        if processes == 1 or len(todo) <= 1:
-            for k in todo:
-                store.write(k, run_point(points[k], seed, k))
-                bar.update()
-        else:
-            # spawn, not fork: forking after numba's OpenMP threads ran is unsafe
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(processes, len(todo)), mp_context=context) as pool:
-                futures = [pool.submit(_worker, points[k], seed, k) for k in todo]
-                for future in as_completed(futures):
-                    k, data = future.result()
-                    store.write(k, data)
-                    bar.update()
-    with atomic_h5(output, kind="sweep", params=params, seed=seed, overwrite=overwrite,
-                   created=store.created) as f:
+        for i, data in run_tasks(executor, run_point, [(points[k], seed, k) for k in todo]):
+            store.write(todo[i], data)
+            bar.update()
+
+
+def _write_sweep(path, points, params, seed, store) -> None:
+    with atomic_h5(path, kind="sweep", params=params, seed=seed, overwrite=True, created=store.created) as f:
         f.attrs["n_points"] = len(points)
         for k, point in enumerate(points):
             data = store.read(k)
@@ -244,8 +257,6 @@ def run_sweep(spec: dict[str, Any], output, *, seed: int = 0, processes: int = 1
             if "correlation" in data:
                 write_array(g, "correlation", data["correlation"], ("distance",))
             g.attrs["finished"] = True
-    store.remove()
-    return output
 
 
 def read_sweep(path) -> list[dict[str, Any]]:

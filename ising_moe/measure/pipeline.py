@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,7 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
             dropped: str = "router", n_null: int = 4, n_bootstrap: int = 200,
             segment_lengths=(2, 4, 8, 16, 32, 64), probe: bool = True, probe_blocks=(2, 8, 32, 128),
             max_probe_tokens: int = 20000, n_position_blocks: int = 16, seed: int = 0,
-            progress: bool = False) -> Measurements:
+            progress: bool = False, executor=None, processes: int = 1) -> Measurements:
     """All statistics of an :class:`~ising_moe.data.ExpertSequences`, layer by layer.
 
     Parameters
@@ -93,15 +94,20 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     segment_lengths : sequence of int
         Window lengths of the local routing consistency metrics.
     probe : bool
-        Run the positional probes (needs scikit-learn, ``pip install 'ising-moe[probe]'``).
+        Run the positional probes (scikit-learn).
     probe_blocks : sequence of int
         Numbers of position blocks the probe predicts (besides parity).
     seed : int
         Seed of every resampling (results are reproducible).
+    executor : concurrent.futures.Executor, optional
+        Where the layers run (see :mod:`ising_moe.executors`); each layer's seed is spawned from
+        ``seed``, so results are bit-identical for any executor. ``processes > 1`` without an
+        executor means that many local worker processes.
     """
     from tqdm.auto import tqdm
 
     from ..data import read_hidden_states, subject_label
+    from ..executors import process_executor, run_tasks
 
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
     for layer in layer_ids:
@@ -110,45 +116,21 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     max_distance = min(as_int(max_distance, "max_distance", 1), n - 1)
     n_bootstrap = as_int(n_bootstrap, "n_bootstrap", minimum=2)
     n_null = as_int(n_null, "n_null", minimum=0)
+    processes = as_int(processes, "processes", minimum=1)
     blocks = tuple(b for b in (as_int(b, "block size", minimum=2) for b in block_sizes) if b <= n)
     seeds = np.random.SeedSequence(seed).spawn(len(layer_ids) + 1)
-    out = []
-    for layer, ss in tqdm(list(zip(layer_ids, seeds)), desc="measure", unit="layer", disable=not progress or None):
-        gen = np.random.default_rng(ss)
-        x, m, q = data.states(layer, dropped=dropped)
-        corr = correlation_function(x, m, q, max_distance, blocks, n_null, gen, token_ids=data.token_ids)
-        xi = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence,
-                                    n_bootstrap=n_bootstrap, rng=gen)
-        xi_blocks = {b: fit_correlation_length(corr.distances, corr.block_values[b], corr.block_errors[b],
-                                               influence=corr.block_influence[b], r_max=b - 1,
-                                               n_bootstrap=n_bootstrap, rng=gen, allow_capped=True)
-                     for b in blocks}
-        li = data.layer_index(layer)
-        topk_mask = data.mask.copy()
-        drop_tests = None
-        if data.dropped is not None:
-            if dropped == "exclude":
-                topk_mask &= ~data.dropped[:, li]
-            drop_tests = {}
-            for policy in ("exclude", "router"):
-                xp, mp, qp = data.states(layer, dropped=policy)
-                drop_tests[policy] = position_dependence(xp, mp, qp, min(n_position_blocks, n), rng=gen)
-        topk = data.experts[:, li]
-        ind_rates = ind_corr = None
-        if data.top_k > 1:
-            ind_rates = position_rates(topk, topk_mask, data.n_experts)
-            ind_corr = correlation_function(topk, topk_mask, data.n_experts, max_distance, (), 0, gen)
-        dropped_by_position = None
-        if data.dropped is not None:
-            dropped_by_position = (data.dropped[:, li] & data.mask).sum(axis=0) / np.maximum(data.mask.sum(axis=0), 1)
-        out.append(LayerStatistics(
-            layer=layer, n_states=q, rates=position_rates(x, m, q), indicator_rates=ind_rates,
-            position_test=position_dependence(x, m, q, min(n_position_blocks, n), rng=gen),
-            correlation=corr, indicator_correlation=ind_corr, xi=xi, xi_by_block=xi_blocks,
-            load=load_balance(x, m, q, n_bootstrap, gen), static=static_routing(topk, topk_mask, data.n_experts, gen),
-            lrc=local_routing_consistency(topk, topk_mask, data.n_experts, segment_lengths, n_bootstrap, gen),
-            dropped_by_position=dropped_by_position, drop_position_tests=drop_tests,
-        ))
+    options = {"max_distance": max_distance, "blocks": blocks, "dropped": dropped, "n_null": n_null,
+               "n_bootstrap": n_bootstrap, "segment_lengths": segment_lengths,
+               "n_position_blocks": n_position_blocks}
+    out = [None] * len(layer_ids)
+    tasks = [(_layer_view(data, layer), layer, ss, options) for layer, ss in zip(layer_ids, seeds)]
+    with contextlib.ExitStack() as stack:
+        if executor is None and processes > 1 and len(tasks) > 1:
+            executor = stack.enter_context(process_executor(min(processes, len(tasks))))
+        with tqdm(total=len(tasks), desc="measure", unit="layer", disable=not progress or None) as bar:
+            for index, stats in run_tasks(executor, _measure_layer, tasks):
+                out[index] = stats
+                bar.update()
     probes = []
     if probe:
         gen = np.random.default_rng(seeds[-1])
@@ -167,3 +149,59 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     source: dict[str, Any] = {"model_id": data.model_id, "weights": data.weights, "subject": subject_label(data),
                               "path": None if data.path is None else str(data.path)}
     return Measurements(out, probes, params, source)
+
+
+def _layer_view(data, layer: int):
+    """The data of one layer only (what a worker needs to measure it)."""
+    import dataclasses
+
+    li = data.layer_index(layer)
+    pick = slice(li, li + 1)
+    return dataclasses.replace(
+        data, experts=data.experts[:, pick], layers=data.layers[pick],
+        dropped=None if data.dropped is None else data.dropped[:, pick],
+        router_probs=None if data.router_probs is None else data.router_probs[:, pick],
+        router_entropy=None if data.router_entropy is None else data.router_entropy[:, pick])
+
+
+def _measure_layer(data, layer: int, seed_sequence, options: dict) -> LayerStatistics:
+    """Every statistic of one layer (a picklable task with its own seed)."""
+    max_distance, blocks, dropped = options["max_distance"], options["blocks"], options["dropped"]
+    n_null, n_bootstrap = options["n_null"], options["n_bootstrap"]
+    segment_lengths, n_position_blocks = options["segment_lengths"], options["n_position_blocks"]
+    n = data.n_positions
+    gen = np.random.default_rng(seed_sequence)
+    x, m, q = data.states(layer, dropped=dropped)
+    corr = correlation_function(x, m, q, max_distance, blocks, n_null, gen, token_ids=data.token_ids)
+    xi = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence,
+                                n_bootstrap=n_bootstrap, rng=gen)
+    xi_blocks = {b: fit_correlation_length(corr.distances, corr.block_values[b], corr.block_errors[b],
+                                           influence=corr.block_influence[b], r_max=b - 1,
+                                           n_bootstrap=n_bootstrap, rng=gen, allow_capped=True)
+                 for b in blocks}
+    li = data.layer_index(layer)
+    topk_mask = data.mask.copy()
+    drop_tests = None
+    if data.dropped is not None:
+        if dropped == "exclude":
+            topk_mask &= ~data.dropped[:, li]
+        drop_tests = {}
+        for policy in ("exclude", "router"):
+            xp, mp, qp = data.states(layer, dropped=policy)
+            drop_tests[policy] = position_dependence(xp, mp, qp, min(n_position_blocks, n), rng=gen)
+    topk = data.experts[:, li]
+    ind_rates = ind_corr = None
+    if data.top_k > 1:
+        ind_rates = position_rates(topk, topk_mask, data.n_experts)
+        ind_corr = correlation_function(topk, topk_mask, data.n_experts, max_distance, (), 0, gen)
+    dropped_by_position = None
+    if data.dropped is not None:
+        dropped_by_position = (data.dropped[:, li] & data.mask).sum(axis=0) / np.maximum(data.mask.sum(axis=0), 1)
+    return LayerStatistics(
+        layer=layer, n_states=q, rates=position_rates(x, m, q), indicator_rates=ind_rates,
+        position_test=position_dependence(x, m, q, min(n_position_blocks, n), rng=gen),
+        correlation=corr, indicator_correlation=ind_corr, xi=xi, xi_by_block=xi_blocks,
+        load=load_balance(x, m, q, n_bootstrap, gen), static=static_routing(topk, topk_mask, data.n_experts, gen),
+        lrc=local_routing_consistency(topk, topk_mask, data.n_experts, segment_lengths, n_bootstrap, gen),
+        dropped_by_position=dropped_by_position, drop_position_tests=drop_tests,
+    )

@@ -1,0 +1,321 @@
+"""A command's outputs as one unit: locks, staging, and the cleanup of dead runs' leftovers.
+
+Every command that writes files goes through :func:`output_unit`:
+
+1. it takes a lock on the primary output (``.NAME.lock`` beside it, created with ``O_EXCL`` and
+   holding the PID and its start time), so a second writer to the same output stops at once;
+   a lock whose process is dead is stale and taken over;
+2. it removes the leftovers of dead processes in the output directory: temporary files
+   ``.NAME.tmp-PID`` and staging directories ``.NAME.stage-PID`` (a staging directory whose
+   process died while moving its files into place is finished instead, see step 4);
+3. it refuses (:class:`~ising_moe.errors.OutputExistsError`) if any declared output exists,
+   unless ``overwrite``, before any work is done;
+4. the command writes every file into a private staging directory (:meth:`OutputUnit.path`); on
+   success a commit record is written, the files are moved into place with :func:`os.replace`
+   (the primary output last) and the staging directory is removed. A run killed before the
+   commit leaves nothing visible; one killed during it is completed by the next run.
+
+An unwritable output directory is reported up front as
+:class:`~ising_moe.errors.OutputNotWritableError`, before any computation.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from .errors import OutputExistsError, OutputLockedError, OutputNotWritableError
+
+__all__ = [
+    "OutputUnit",
+    "acquire_lock",
+    "clean_stale",
+    "output_unit",
+    "pid_alive",
+    "release_lock",
+    "temp_path",
+]
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|stage)-(?P<pid>\d+)$")
+_COMMIT = "commit.json"
+_held: dict[Path, int] = {}
+_held_guard = threading.Lock()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _start_time(pid: int) -> str:
+    """Start time of a process (Linux: clock ticks since boot; elsewhere empty): guards against
+    a stale lock's PID having been reused by another process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary name of ``path`` while this process writes it: ``.NAME.tmp-PID``."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+def _not_writable(directory: Path, exc: OSError) -> OutputNotWritableError:
+    reason = exc.strerror or type(exc).__name__
+    return OutputNotWritableError(f"cannot write in {directory}/ ({reason.lower()}): choose another output "
+                                  "path (-o/--output) or fix the directory's permissions")
+
+
+def _ensure_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputNotWritableError(f"{directory} exists and is not a directory: choose another output path") from None
+    except OSError as exc:
+        raise _not_writable(directory, exc) from None
+
+
+def _lock_owner(lock: Path) -> tuple[int, str] | None:
+    try:
+        pid, _, started = lock.read_text().strip().partition(" ")
+        return int(pid), started
+    except (OSError, ValueError):
+        return None
+
+
+def acquire_lock(path) -> Path:
+    """Take the writer's lock of output ``path`` (re-entrant within one process).
+
+    Raises
+    ------
+    OutputLockedError
+        Another live process holds it.
+    OutputNotWritableError
+        The directory cannot be created or written.
+    """
+    path = Path(path).absolute()
+    lock = _lock_path(path)
+    with _held_guard:
+        if path in _held:
+            _held[path] += 1
+            return lock
+        _ensure_directory(path.parent)
+        record = f"{os.getpid()} {_start_time(os.getpid())}"
+        for _ in range(3):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _lock_owner(lock)
+                if owner is not None and owner[0] != os.getpid() and pid_alive(owner[0]) and (
+                        not owner[1] or owner[1] == _start_time(owner[0])):
+                    raise OutputLockedError(
+                        f"{path} is being written by another process (PID {owner[0]}): wait for it to finish, "
+                        f"or choose another output") from None
+                if owner is None:  # being written by its creator at this instant, or damaged
+                    import time
+
+                    time.sleep(0.05)
+                    if _lock_owner(lock) is None and lock.exists():
+                        lock.unlink(missing_ok=True)
+                    continue
+                lock.unlink(missing_ok=True)  # stale: its process is dead
+                continue
+            except OSError as exc:
+                raise _not_writable(path.parent, exc) from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(record)
+            _held[path] = 1
+            return lock
+        raise OutputLockedError(f"cannot take the lock {lock}: another process keeps taking it")
+
+
+def release_lock(path) -> None:
+    """Release one hold of the lock of ``path``; the lock file goes with the last one."""
+    path = Path(path).absolute()
+    with _held_guard:
+        if path not in _held:
+            return
+        _held[path] -= 1
+        if _held[path] > 0:
+            return
+        del _held[path]
+        lock = _lock_path(path)
+        owner = _lock_owner(lock)
+        if owner is not None and owner[0] == os.getpid():
+            lock.unlink(missing_ok=True)
+
+
+@atexit.register
+def _release_all() -> None:  # an exit (sys.exit(2) included) never leaves this process's locks behind
+    for path in list(_held):
+        _held[path] = 1
+        release_lock(path)
+
+
+def clean_stale(directory) -> list[Path]:
+    """Remove the temporaries and staging directories of dead processes in ``directory``.
+
+    A staging directory holding a commit record belonged to a run that died while moving its
+    finished outputs into place: the move is completed instead. Returns what was removed.
+    """
+    directory = Path(directory)
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _LEFTOVER.match(entry.name)
+        if match is None or pid_alive(int(match["pid"])):
+            continue
+        path = Path(entry.path)
+        try:
+            if match["what"] == "stage" and entry.is_dir(follow_symlinks=False):
+                _finish_commit(path)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _finish_commit(stage: Path) -> None:
+    record = stage / _COMMIT
+    if not record.is_file():
+        return
+    try:
+        plan = json.loads(record.read_text())
+        moves, discard = plan["moves"], plan["discard"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for name in moves:
+        src = stage / name
+        if src.exists():
+            os.replace(src, stage.parent / name)
+    for name in discard:
+        shutil.rmtree(stage.parent / name, ignore_errors=True)
+
+
+class OutputUnit:
+    """The files of one command, staged and moved into place together (see :func:`output_unit`)."""
+
+    def __init__(self, primary: Path, stage: Path):
+        self.primary = primary
+        self.stage = stage
+        self._after_commit: list[Callable[[], None]] = []
+        self._discard: list[str] = []
+
+    def path(self, target) -> Path:
+        """Where to write ``target`` (a file in the primary output's directory) until the commit."""
+        target = Path(target)
+        if target.absolute().parent != self.primary.parent:
+            raise ValueError(f"{target} is not in the output directory {self.primary.parent}")
+        self.stage.mkdir(exist_ok=True)
+        return self.stage / target.name
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the outputs are in place."""
+        self._after_commit.append(action)
+
+    def discard_after_commit(self, path) -> None:
+        """Delete ``path`` (a resumable job's partial directory beside the outputs) once the outputs
+        are in place; part of the commit record, so a commit completed by a later run does it too."""
+        path = Path(path).absolute()
+        if path.parent != self.primary.parent:
+            raise ValueError(f"{path} is not in the output directory {self.primary.parent}")
+        self._discard.append(path.name)
+
+    def _commit(self, overwrite: bool, declared: Iterable[Path]) -> list[Path]:
+        names = sorted(p.name for p in self.stage.iterdir()) if self.stage.exists() else []
+        targets = [self.primary.parent / n for n in names]
+        if not overwrite:
+            existing = [t for t in targets if t.exists()]
+            if existing:
+                raise OutputExistsError(f"{existing[0]} exists: pass --overwrite to replace it")
+        order = [n for n in names if n != self.primary.name] + [n for n in names if n == self.primary.name]
+        (self.stage / _COMMIT).write_text(json.dumps({"moves": order, "discard": self._discard}))
+        if overwrite:  # declared outputs this run did not produce would be stale next to the new ones
+            for target in declared:
+                if target.name not in names and target.is_file():
+                    target.unlink()
+        for name in order:
+            os.replace(self.stage / name, self.primary.parent / name)
+        for name in self._discard:
+            shutil.rmtree(self.primary.parent / name, ignore_errors=True)
+        shutil.rmtree(self.stage, ignore_errors=True)
+        for action in self._after_commit:
+            action()
+        return [self.primary.parent / n for n in order]
+
+
+@contextlib.contextmanager
+def output_unit(primary, *, others: Iterable = (), overwrite: bool = False) -> Iterator[OutputUnit]:
+    """Lock, check and stage the outputs of one command; move them into place together on success.
+
+    Parameters
+    ----------
+    primary : path-like
+        The main output file (its presence means the command finished). Written last.
+    others : iterable of path-like
+        Further outputs the command may write (figures, summaries), in the same directory; any
+        that exists is refused up front unless ``overwrite``.
+    overwrite : bool
+        Replace existing outputs (declared outputs not produced this time are removed).
+
+    Yields
+    ------
+    OutputUnit
+        ``unit.path(target)`` is where to write ``target``.
+    """
+    primary = Path(primary).absolute()
+    declared = [primary] + [Path(p).absolute() for p in others]
+    if primary.is_dir():
+        raise OutputExistsError(f"{primary} is a directory, expected a file path")
+    created = [d for d in primary.parents if not d.exists()]  # deepest first; removed again if left empty
+    acquire_lock(primary)
+    try:
+        clean_stale(primary.parent)
+        if not overwrite:
+            for target in declared:
+                if target.exists():
+                    raise OutputExistsError(f"{target} exists: pass --overwrite to replace it")
+        unit = OutputUnit(primary, primary.with_name(f".{primary.name}.stage-{os.getpid()}"))
+        try:
+            yield unit
+            unit._commit(overwrite, declared)
+        finally:
+            shutil.rmtree(unit.stage, ignore_errors=True)
+    finally:
+        release_lock(primary)
+        for directory in created:
+            try:
+                directory.rmdir()
+            except OSError:  # holds outputs or a resumable job's partial work
+                break

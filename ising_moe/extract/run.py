@@ -121,18 +121,21 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
         store = ChunkStore(job.output, "experts", job.params)
         if rank.rank == 0:
             store.open(overwrite=overwrite)
-        barrier()  # the staging directory exists (and is checked) before any rank writes to it
-        mine = shard_range(len(job.batches), rank.world, rank.rank)
-        done = store.done()
-        _run_batches(job, store, [b for b in mine if b not in done], [b for b in mine if b in done],
-                     progress and rank.rank == 0, rank)
-        barrier()  # every shard is staged
-        drop_fraction = None
-        if rank.rank == 0:
-            attrs = dict(job.attrs, n_shards=rank.world)
-            drop_fraction = _assemble(store, job.output, job.batches, job.token_ids, job.mask, job.capture.layers,
-                                      job.loaded, attrs, job.params, job.seed, overwrite)
-            store.remove()
+        try:
+            barrier()  # the staging directory exists (and is checked) before any rank writes to it
+            mine = shard_range(len(job.batches), rank.world, rank.rank)
+            done = store.done()
+            _run_batches(job, store, [b for b in mine if b not in done], [b for b in mine if b in done],
+                         progress and rank.rank == 0, rank)
+            barrier()  # every shard is staged
+            drop_fraction = None
+            if rank.rank == 0:
+                attrs = dict(job.attrs, n_shards=rank.world)
+                drop_fraction = _assemble(store, job.output, job.batches, job.token_ids, job.mask,
+                                          job.capture.layers, job.loaded, attrs, job.params, job.seed, overwrite)
+                store.remove()
+        finally:
+            store.close()  # an interrupted run (exception, Ctrl-C) keeps its staged batches, not its lock
     loaded = job.loaded
     return ExtractionResult(
         path=job.output, model_id=job.spec.hub_id, weights=loaded.weights, n_sequences=len(job.token_ids),

@@ -338,7 +338,8 @@ class CRFLayout:
         q, n_comp = self.n_states, self.n_components
         theta = np.zeros(self.n_params)
         pos = np.array(params["position"], dtype=float).reshape(-1, self.n_sites, q)
-        tok = np.array(params["token"], dtype=float).reshape(pos.shape[0], -1, q)
+        tok = np.array(params["token"], dtype=float)
+        tok = tok.reshape(-1, tok.shape[-2], q)
         pos = np.broadcast_to(pos, (n_comp,) + pos.shape[1:]).copy()
         tok = np.broadcast_to(tok, (n_comp,) + tok.shape[1:]).copy()
         pos -= pos.mean(axis=2, keepdims=True)
@@ -353,21 +354,32 @@ class CRFLayout:
             coef = np.linalg.lstsq(self.bias_basis, mean @ self.b, rcond=None)[0]
             theta[self.bias_slot] = coef.ravel()
             pos -= (self.bias_basis @ coef @ self.b.T)[:, None, :]
+        blocks = {name: [] for name in ("position", "token", "coupling", "coupling2")}
+        coup = np.broadcast_to(params.get("coupling", np.zeros((q, q))), (n_comp, q, q))
+        coup2 = np.broadcast_to(params.get("coupling2", 0.0), (n_comp,))
         for k in range(n_comp):
             if self.phi is None:
                 w = pos[k] @ self.b
+            elif self.n_groups:
+                w = np.linalg.lstsq(self.phi, pos[k], rcond=None)[0] @ self.b
             else:
-                w = np.linalg.lstsq(self.phi, pos[k], rcond=None)[0] @ self.b if self.n_groups else np.zeros((0, q - 1))
-            theta[self.slots["position"][k]] = w.ravel()
-            if self.n_token_rows:
-                theta[self.slots["token"][k]] = (tok[k, self.free_rows] @ self.b).ravel()
-            coup = np.broadcast_to(params.get("coupling", np.zeros((q, q))), (n_comp, q, q))[k]
+                w = np.zeros((0, q - 1))
+            blocks["position"].append(w.ravel())
+            blocks["token"].append((tok[k, self.free_rows] @ self.b).ravel() if self.n_token_rows else np.zeros(0))
             if self.couplings == "potts":
-                theta[self.slots["coupling"][k]] = np.trace(coup @ (np.eye(q) - 1.0 / q)) / (q - 1)
+                blocks["coupling"].append(np.array([np.trace(coup[k] @ (np.eye(q) - 1.0 / q)) / (q - 1)]))
             elif self.couplings == "full":
-                theta[self.slots["coupling"][k]] = (self.b.T @ coup @ self.b).ravel()
-            if self.max_range == 2:
-                theta[self.slots["coupling2"][k]] = np.broadcast_to(params.get("coupling2", 0.0), (n_comp,))[k]
+                blocks["coupling"].append((self.b.T @ coup[k] @ self.b).ravel())
+            else:
+                blocks["coupling"].append(np.zeros(0))
+            blocks["coupling2"].append(np.array([coup2[k]]) if self.max_range == 2 else np.zeros(0))
+        for name, values in blocks.items():
+            slots = self.slots[name]
+            if slots[0] == slots[-1]:  # shared by the components: their mean
+                theta[slots[0]] = np.mean(values, axis=0)
+            else:
+                for sl, v in zip(slots, values):
+                    theta[sl] = v
         if n_comp > 1 and "log_pi" in params:
             lp = np.asarray(params["log_pi"], dtype=float)
             theta[self.logit_slot] = lp[1:] - lp[0]

@@ -48,6 +48,17 @@ def _fw(f, i, a, x, obs, clamp):
     return f[i, a]
 
 
+@njit(inline="always")
+def _log_accumulate(total, prod, v):
+    """Add ``log v`` to ``total + log prod``, taking logs only when the product leaves [1e-100, 1e100]."""
+    if v < 1e-100 or v > 1e100:
+        return total + np.log(v), prod
+    prod *= v
+    if prod < 1e-100 or prod > 1e100:
+        return total + np.log(prod), 1.0
+    return total, prod
+
+
 @njit
 def _forward1(f, length, wc, kind, g, x, obs, clamp, alpha, norms):
     """Scaled forward messages of a nearest-neighbour chain; returns ``sum_i log n_i``."""
@@ -57,10 +68,12 @@ def _forward1(f, length, wc, kind, g, x, obs, clamp, alpha, norms):
         v = _fw(f, 0, a, x, obs, clamp)
         alpha[0, a] = v
         s += v
+    inv = 1.0 / s
     for a in range(q):
-        alpha[0, a] /= s
+        alpha[0, a] *= inv
     norms[0] = s
-    total = np.log(s)
+    # the logs of the normalisers are taken in batches (a log per site costs as much as a step)
+    total, prod = _log_accumulate(0.0, 1.0, s)
     for i in range(1, length):
         s = 0.0
         if kind == KIND_FULL:
@@ -79,11 +92,12 @@ def _forward1(f, length, wc, kind, g, x, obs, clamp, alpha, norms):
                 v = (1.0 + g * alpha[i - 1, b]) * _fw(f, i, b, x, obs, clamp)
                 alpha[i, b] = v
                 s += v
+        inv = 1.0 / s
         for b in range(q):
-            alpha[i, b] /= s
+            alpha[i, b] *= inv
         norms[i] = s
-        total += np.log(s)
-    return total
+        total, prod = _log_accumulate(total, prod, s)
+    return total + np.log(prod)
 
 
 @njit
@@ -121,8 +135,9 @@ def _backward1(f, length, wc, kind, g, x, obs, clamp, alpha, norms, beta, u, mar
         for a in range(q):
             marg[i, a] = alpha[i, a] * beta[i, a]
             s += marg[i, a]
+        inv = 1.0 / s
         for a in range(q):
-            marg[i, a] /= s
+            marg[i, a] *= inv
 
 
 @njit
@@ -142,7 +157,7 @@ def _forward2(f, length, wc, g2, x, obs, clamp, alpha, norms):
             alpha[1, a, b] /= s
     norms[0] = 1.0
     norms[1] = s
-    total = np.log(s)
+    total, prod = _log_accumulate(0.0, 1.0, s)
     col = np.empty(q)
     for i in range(2, length):
         for b in range(q):
@@ -159,12 +174,13 @@ def _forward2(f, length, wc, g2, x, obs, clamp, alpha, norms):
                     v = (col[b] + g2 * alpha[i - 1, c, b]) * wc[b, c] * fc
                 alpha[i, b, c] = v
                 s += v
+        inv = 1.0 / s
         for b in range(q):
             for c in range(q):
-                alpha[i, b, c] /= s
+                alpha[i, b, c] *= inv
         norms[i] = s
-        total += np.log(s)
-    return total
+        total, prod = _log_accumulate(total, prod, s)
+    return total + np.log(prod)
 
 
 @njit
@@ -210,21 +226,46 @@ def _backward2(f, length, wc, g2, x, obs, clamp, alpha, norms, beta, marg, pair,
 
 
 @njit
+def _independent_log_likelihood(f, length, x, obs, sums):
+    """Independent sites: ``sum_{observed i} log(f_i(x_i) / sum_a f_i(a))`` (hidden sites drop out);
+    ``sums[i] = sum_a f_i(a)``. The logs are taken in batches of products."""
+    q = f.shape[1]
+    total = 0.0
+    prod = 1.0
+    for i in range(length):
+        s = 0.0
+        for a in range(q):
+            s += f[i, a]
+        sums[i] = s
+        if obs[i]:
+            total, prod = _log_accumulate(total, prod, f[i, x[i]] / s)
+    return total + np.log(prod)
+
+
+@njit
 def _observed_log_weight(f, fsh, length, x, wc, kind, g, g2, max_range):
     """``log`` of the unnormalised weight of a fully observed sequence (without the bond shifts)."""
     total = 0.0
+    prod = 1.0
     for i in range(length):
-        total += np.log(f[i, x[i]]) + fsh[i]
-    for i in range(length - 1):
-        if kind == KIND_FULL or max_range == 2:
-            total += np.log(wc[x[i], x[i + 1]])
-        elif x[i] == x[i + 1]:
-            total += np.log1p(g)
+        total += fsh[i]
+        total, prod = _log_accumulate(total, prod, f[i, x[i]])
+    if kind == KIND_FULL or max_range == 2:
+        for i in range(length - 1):
+            total, prod = _log_accumulate(total, prod, wc[x[i], x[i + 1]])
+    else:
+        same = 0
+        for i in range(length - 1):
+            if x[i] == x[i + 1]:
+                same += 1
+        total += same * np.log1p(g)
     if max_range == 2:
+        same = 0
         for i in range(length - 2):
             if x[i] == x[i + 2]:
-                total += np.log1p(g2)
-    return total
+                same += 1
+        total += same * np.log1p(g2)
+    return total + np.log(prod)
 
 
 @njit(parallel=True)
@@ -273,10 +314,11 @@ def crf_pass(states, observed, rows, lengths, holes, seq_weight, pw, pshift, tw,
     c_j2 = np.zeros((gsize, n_comp))
     c_total = np.zeros(n_chunks)
     two = max_range == 2
+    indep = kind == KIND_NONE and not two
     for c in prange(n_chunks):
         f = np.empty((n_comp, n_max, q))
         fsh = np.empty((n_comp, n_max))
-        m1 = n_max if not two else 1
+        m1 = n_max if not (two or indep) else 1
         m2 = n_max if two else 1
         af = np.empty((n_comp, m1, q))
         ac = np.empty((n_comp, m1, q))
@@ -298,6 +340,10 @@ def crf_pass(states, observed, rows, lengths, holes, seq_weight, pw, pshift, tw,
             hole = holes[s]
             for k in range(n_comp):
                 _site_table(pw[k], pshift[k], tw[k], tshift[k], rows[s], length, f[k], fsh[k])
+                if indep:
+                    llk[k] = _independent_log_likelihood(f[k], length, x, obs, nf[k])
+                    ll_out[s, k] = llk[k]
+                    continue
                 base = (length - 1) * cshift[k]
                 if two:
                     base += (length - 2) * j2shift[k]
@@ -333,6 +379,19 @@ def crf_pass(states, observed, rows, lengths, holes, seq_weight, pw, pshift, tw,
             for k in range(n_comp):
                 om = seq_weight[s] * np.exp(log_pi[k] + llk[k] - tot)
                 if om == 0.0:
+                    continue
+                if indep:  # data minus model moments at the observed sites (zero at hidden ones)
+                    for i in range(length):
+                        if not obs[i]:
+                            continue
+                        r = rows[s, i]
+                        inv = om / nf[k, i]
+                        for a in range(q):
+                            d = -f[k, i, a] * inv
+                            if a == x[i]:
+                                d += om
+                            c_pos[gc, k, i, a] += d
+                            c_tok[gc, k, r, a] += d
                     continue
                 # model moments (free chain), subtracted
                 if two:

@@ -120,20 +120,25 @@ def _layout_for(position, couplings, max_range, n_sites, n_states, vocab, n_comp
     return CRFLayout(n_sites, n_states, position, n_rows, ref, couplings, max_range, n_components, vary)
 
 
-def _start(data: ConditionalData, rows, layout: CRFLayout, weights) -> np.ndarray:
-    """Independent-site start: log frequencies per position (or per token row without position fields)."""
+def _start(data: ConditionalData, rows, layout: CRFLayout, weights) -> dict:
+    """Independent-site start: log frequencies per position, and per token row relative to the
+    overall frequencies (absolute without position fields)."""
     chain = data.chain
     q = layout.n_states
     obs = chain.observed
     w = np.broadcast_to(weights[:, None], obs.shape)[obs]
+    site = np.zeros((chain.n_sites, q))
+    pos = np.broadcast_to(np.arange(chain.n_sites), obs.shape)[obs]
+    np.add.at(site, (pos, chain.states[obs]), w)
+    row = np.zeros((max(layout.n_token_rows, 1), q))
+    np.add.at(row, (rows[obs], chain.states[obs]), w)
+    log_rate = np.log(site.sum(axis=0) + 0.5)
+    token = np.log(row + 0.5)
     if layout.n_groups:
-        counts = np.zeros((chain.n_sites, q))
-        pos = np.broadcast_to(np.arange(chain.n_sites), obs.shape)[obs]
-        np.add.at(counts, (pos, chain.states[obs]), w)
-        return layout.project({"position": np.log(counts + 0.5), "token": np.zeros((max(layout.n_token_rows, 1), q))})
-    counts = np.zeros((max(layout.n_token_rows, 1), q))
-    np.add.at(counts, (rows[obs], chain.states[obs]), w)
-    return layout.project({"position": np.zeros((chain.n_sites, q)), "token": np.log(counts + 0.5)})
+        token -= np.log(row.sum(axis=1, keepdims=True) + 0.5 * q) - np.log(site.sum() + 0.5 * q) + log_rate
+    if not layout.n_token_rows:
+        token[:] = 0.0
+    return {"position": np.log(site + 0.5) if layout.n_groups else np.zeros_like(site), "token": token}
 
 
 def _init_params(init, layout: CRFLayout, vocab) -> dict:
@@ -156,7 +161,7 @@ def _init_params(init, layout: CRFLayout, vocab) -> dict:
             # the new model has no token fields: fold the token fields' count-weighted mean into the positions
             pos = pos + tok.mean(axis=1, keepdims=True)
         tok = np.zeros((tok.shape[0], rows, q))
-    out = {"position": pos, "token": tok, "coupling": np.asarray(params.get("coupling", np.zeros((q, q)))),
+    out = {"position": pos, "token": tok, "has_token": bool(np.any(tok != 0)), "coupling": np.asarray(params.get("coupling", np.zeros((q, q)))),
            "coupling2": np.asarray(params.get("coupling2", 0.0))}
     if "log_pi" in params:
         out["log_pi"] = np.asarray(params["log_pi"])
@@ -275,7 +280,13 @@ class ConditionalChain:
         layout = _layout_for(self.position, self.couplings, self.max_range, data.chain.n_sites, data.chain.n_states,
                              vocab)
         objective = CRFObjective(data, rows, layout, self.l2, weights)
-        x0 = _start(data, rows, layout, weights) if init is None else layout.project(_init_params(init, layout, vocab))
+        start = _start(data, rows, layout, weights)
+        if init is not None:
+            params = _init_params(init, layout, vocab)
+            if layout.n_token_rows and not params["has_token"]:  # a model without tokens: add their rates
+                params["token"] = start["token"]
+            start = params
+        x0 = layout.project(start)
         pre = CRFPreconditioner(data, rows, layout, self.l2, weights)
         theta, success, message, n_iter = minimize(objective, pre, x0, self.max_iter, self.tol)
         self._finish(objective, theta, vocab, success=success, message=message, n_iter=n_iter)

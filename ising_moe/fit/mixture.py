@@ -27,7 +27,7 @@ from scipy.special import logsumexp
 
 from .._util import RngLike, as_generator, as_int
 from ..errors import InvalidParameterError
-from .conditional import ConditionalChain, _init_params, _layout_for
+from .conditional import ConditionalChain, _init_params, _layout_for, _start
 from .crf_objective import CRFObjective, CRFPreconditioner, minimize
 
 __all__ = ["ChainMixture", "ComponentSummary", "NComponentsSelection", "select_n_components"]
@@ -116,6 +116,8 @@ class ChainMixture(ConditionalChain):
             base.fit(chain, data.tokens, sample_weight=weights)
             init = base
         start = _init_params(init, layout, vocab)
+        if layout.n_token_rows and not start["has_token"]:
+            start["token"] = _start(data, rows, layout, weights)["token"]
         q = chain.n_states
         hist = np.zeros((data.n_sequences, q))
         np.add.at(hist, (np.nonzero(chain.observed)[0], chain.states[chain.observed]), 1.0)

@@ -249,6 +249,8 @@ class ConditionalChain:
                 else:
                     theta_err = np.sqrt(np.clip(np.diag(cov), 0, None))
                     stderr = _reported_stderr(layout, cov, counts)
+                    if layout.n_components > 1:
+                        stderr["weights"] = _weights_stderr(layout, theta, cov)
             else:
                 message += f"; no standard errors above {MAX_HESSIAN_PARAMS} parameters (bootstrap instead)"
         k = layout.n_params
@@ -330,20 +332,35 @@ class ConditionalChain:
 
 def _reported_stderr(layout: CRFLayout, cov: np.ndarray, counts) -> dict:
     """Standard errors of the reported parameters: they are linear in ``theta`` (expansion and the
-    gauge move), so ``var = diag(A cov A^T)`` with ``A`` their Jacobian."""
+    gauge move), so ``var = diag(A cov A^T)`` with ``A`` their Jacobian. Mixtures add ``bias`` (K, q)
+    (each component's mean position field minus the components' average) and ``weights`` (K,)
+    (delta method through the softmax)."""
+    keys = ("position", "token", "coupling", "coupling2")
+
     def flat(theta):
         rep = layout.reported(layout.expand(theta), counts)
-        return np.concatenate([rep[k].ravel() for k in ("position", "token", "coupling", "coupling2")])
+        mean = rep["position"].mean(axis=1)
+        return np.concatenate([rep[k].ravel() for k in keys] + [(mean - mean.mean(axis=0)).ravel()])
 
-    base = flat(np.zeros(layout.n_params))
+    theta0 = np.zeros(layout.n_params)
+    base = flat(theta0)
     jac = np.stack([flat(np.eye(layout.n_params)[k]) - base for k in range(layout.n_params)], axis=1)
-    var = np.einsum("ik,kl,il->i", jac, cov, jac)
-    sd = np.sqrt(np.clip(var, 0, None))
-    shapes = layout.reported(layout.expand(np.zeros(layout.n_params)), counts)
+    sd = np.sqrt(np.clip(np.einsum("ik,kl,il->i", jac, cov, jac), 0, None))
+    shapes = layout.reported(layout.expand(theta0), counts)
+    shapes["bias"] = shapes["position"][:, 0]
     out, start = {}, 0
-    for key in ("position", "token", "coupling", "coupling2"):
+    for key in keys + ("bias",):
         size = shapes[key].size
         out[key] = sd[start: start + size].reshape(shapes[key].shape)
         start += size
+    if layout.n_components == 1:
+        out.pop("bias")
     return out
 
+
+def _weights_stderr(layout: CRFLayout, theta, cov) -> np.ndarray:
+    """Errors of ``pi = softmax(0, z)`` by the delta method."""
+    pi = np.exp(layout.expand(theta)["log_pi"])
+    sl = layout.logit_slot
+    jac = (np.diag(pi) - np.outer(pi, pi))[:, 1:]
+    return np.sqrt(np.clip(np.einsum("km,mn,kn->k", jac, cov[sl, sl], jac), 0, None))

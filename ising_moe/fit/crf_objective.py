@@ -203,7 +203,8 @@ class CRFPreconditioner:
 
 
 def minimize(objective: CRFObjective, preconditioner: CRFPreconditioner, x0, max_iter: int, tol: float):
-    """L-BFGS on the preconditioned objective; returns ``(theta, success, message, n_iter)``.
+    """L-BFGS on the preconditioned objective; returns ``(theta, success, message, n_iter, value)``
+    (``value``: the final objective per token).
 
     ``tol`` bounds the largest preconditioned gradient component (per token): with the
     preconditioner's unit curvature it is about the remaining step in units of the parameters'
@@ -223,4 +224,4 @@ def minimize(objective: CRFObjective, preconditioner: CRFPreconditioner, x0, max
                f"{objective.n_evaluations} evaluations)")
     if not math.isfinite(res.fun):
         success = False
-    return preconditioner.to_theta(res.x), success, message, int(res.nit)
+    return preconditioner.to_theta(res.x), success, message, int(res.nit), float(res.fun)

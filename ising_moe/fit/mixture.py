@@ -84,7 +84,7 @@ class ChainMixture(ConditionalChain):
 
     def __init__(self, n_components: int = 2, vary: str = "bias", position: str = "position",
                  couplings: str = "potts", token_rows: int = 1000, max_range: int = 1, l2: float = 0.1,
-                 max_iter: int = 2000, tol: float = 1e-6, standard_errors: bool = False, n_init: int = 3,
+                 max_iter: int = 2000, tol: float = 1e-5, standard_errors: bool = False, n_init: int = 3,
                  rng: RngLike = None):
         super().__init__(position=position, couplings=couplings, token_rows=token_rows, max_range=max_range, l2=l2,
                          max_iter=max_iter, tol=tol, standard_errors=standard_errors)
@@ -123,16 +123,18 @@ class ChainMixture(ConditionalChain):
         np.add.at(hist, (np.nonzero(chain.observed)[0], chain.states[chain.observed]), 1.0)
         objective = CRFObjective(data, rows, layout, self.l2, weights)
         pre = CRFPreconditioner(data, rows, layout, self.l2, weights)
+        # a mixture with as many components is continued as it is (one start); otherwise the starts
+        # add histogram-mixture offsets to the given (or one-component) parameters
+        same_k = len(np.atleast_1d(start.get("log_pi", [0.0]))) == n_comp and n_comp > 1
         best, finals = None, []
-        for _ in range(n_init):
-            x0 = self._start(start, hist, weights, layout, gen)
-            theta, success, message, n_iter = minimize(objective, pre, x0, self.max_iter, self.tol)
-            value = float(objective(theta)[0])
+        for _ in range(1 if same_k else n_init):
+            x0 = layout.project(start) if same_k else self._start(start, hist, weights, layout, gen)
+            theta, success, message, n_iter, value = minimize(objective, pre, x0, self.max_iter, self.tol)
             finals.append(value)
             if best is None or value < best[0]:
                 best = (value, theta, success, message, n_iter)
-        _, theta, success, message, n_iter = best
-        self._finish(objective, theta, vocab, success=success, message=message, n_iter=n_iter)
+        value, theta, success, message, n_iter = best
+        self._finish(objective, theta, vocab, success=success, message=message, n_iter=n_iter, value=value)
         res = self.result_
         self.weights_ = res.weights
         self.position_fields_, self.token_fields_ = res.position_fields, res.token_fields

@@ -463,31 +463,36 @@ def _transitions1(f, length, wc, kind, g, beta, norms, trans):
 
 
 @njit
-def _spread(cond, q, width):
-    """Largest total-variation distance between the conditional distributions ``cond[a] / sum``."""
+def _spread(cond, q, width, mean):
+    """Bound on the largest total-variation distance between the conditional distributions
+    ``cond[a] / sum`` (``2 max_a TV(cond_a, mixture)``: ``O(q width)`` instead of ``O(q^2 width)``)."""
+    total = 0.0
+    for t in range(width):
+        mean[t] = 0.0
+    for a in range(q):
+        for t in range(width):
+            mean[t] += cond[a, t]
+            total += cond[a, t]
     worst = 0.0
     for a in range(q):
         sa = 0.0
         for t in range(width):
             sa += cond[a, t]
-        for b in range(a + 1, q):
-            sb = 0.0
-            for t in range(width):
-                sb += cond[b, t]
-            d = 0.0
-            for t in range(width):
-                d += abs(cond[a, t] / sa - cond[b, t] / sb)
-            worst = max(worst, 0.5 * d)
+        if sa == 0.0:
+            continue
+        d = 0.0
+        for t in range(width):
+            d += abs(cond[a, t] / sa - mean[t] / total)
+        worst = max(worst, d)
     return worst
 
 
 @njit
-def _same_state_joint1(marg, trans, i, length, max_distance, tol, out):
+def _same_state_joint1(marg, trans, i, length, max_distance, tol, out, cond, nxt, mean):
     """``out[r] = P(s_i = s_{i+r})`` for ``r = 1..`` until the conditionals given ``s_i`` agree to
     ``tol`` (total variation; the connected part is then below ``tol``): returns the last ``r`` done."""
     q = marg.shape[1]
-    cond = np.zeros((q, q))
-    nxt = np.empty((q, q))
+    cond[:] = 0.0
     for a in range(q):
         cond[a, a] = marg[i, a]
     last = 0
@@ -495,12 +500,14 @@ def _same_state_joint1(marg, trans, i, length, max_distance, tol, out):
         j = i + r
         if j >= length:
             break
+        tm = trans[j - 1]
         for a in range(q):
             for b in range(q):
-                acc = 0.0
-                for c in range(q):
-                    acc += cond[a, c] * trans[j - 1, c, b]
-                nxt[a, b] = acc
+                nxt[a, b] = 0.0
+            for c in range(q):
+                v = cond[a, c]
+                for b in range(q):  # contiguous innermost loop (vectorised)
+                    nxt[a, b] += v * tm[c, b]
         tr = 0.0
         for a in range(q):
             for b in range(q):
@@ -508,19 +515,19 @@ def _same_state_joint1(marg, trans, i, length, max_distance, tol, out):
             tr += cond[a, a]
         out[r] = tr
         last = r
-        if _spread(cond, q, q) < tol:
+        if _spread(cond, q, q, mean) < tol:
             break
     return last
 
 
 @njit
-def _same_state_joint2(f, length, wc, g2, alpha, beta, norms, marg, i, max_distance, tol, out):
+def _same_state_joint2(f, length, wc, g2, alpha, beta, norms, marg, i, max_distance, tol, out, cond, nxt, kyz, scaled,
+                       mean):
     """Range-2 version of :func:`_same_state_joint1`: the conditionals given ``s_i`` live on pair
     states ``(s_{j-1}, s_j)`` and move with the pair-state transitions of the free chain."""
     q = f.shape[1]
     # cond[a, (x, y)]: P(s_i = a, s_{j-1} = x, s_j = y), starting at j = max(i, 1)
-    cond = np.zeros((q, q * q))
-    nxt = np.empty((q, q * q))
+    cond[:] = 0.0
     j = max(i, 1)
     s = 0.0
     for x in range(q):
@@ -538,25 +545,28 @@ def _same_state_joint2(f, length, wc, g2, alpha, beta, norms, marg, i, max_dista
         if max_distance >= 1:
             out[1] = tr
             last = 1
-        if _spread(cond, q, q * q) < tol:
+        if _spread(cond, q, q * q, mean) < tol:
             return last
     for jj in range(j + 1, length):
         r = jj - i
         if r > max_distance:
             break
+        # T((x, y) -> (y, z)) = K(y, z) (1 + g2 delta_xz) / beta_{j-1}(x, y): with c = cond / beta and
+        # S(a, y) = sum_x c(a, x, y), nxt(a, y, z) = K(y, z) (S(a, y) + g2 c(a, z, y)): O(q^3) per step
         inv = 1.0 / norms[jj]
+        for y in range(q):
+            for z in range(q):
+                kyz[y, z] = wc[y, z] * f[jj, z] * beta[jj, y, z] * inv
         for a in range(q):
-            for t in range(q * q):
-                nxt[a, t] = 0.0
-        for x in range(q):
+            for x in range(q):
+                for y in range(q):
+                    scaled[x, y] = cond[a, x * q + y] / beta[jj - 1, x, y]
             for y in range(q):
-                den = beta[jj - 1, x, y]
+                acc = 0.0
+                for x in range(q):
+                    acc += scaled[x, y]
                 for z in range(q):
-                    w = (1.0 + g2 if x == z else 1.0) * wc[y, z] * f[jj, z] * beta[jj, y, z] * inv / den
-                    for a in range(q):
-                        v = cond[a, x * q + y]
-                        if v != 0.0:
-                            nxt[a, y * q + z] += v * w
+                    nxt[a, y * q + z] = kyz[y, z] * (acc + g2 * scaled[z, y])
         tr = 0.0
         for a in range(q):
             for t in range(q * q):
@@ -565,7 +575,7 @@ def _same_state_joint2(f, length, wc, g2, alpha, beta, norms, marg, i, max_dista
                 tr += cond[a, x * q + a]
         out[r] = tr
         last = r
-        if _spread(cond, q, q * q) < tol:
+        if _spread(cond, q, q * q, mean) < tol:
             break
     return last
 
@@ -610,6 +620,10 @@ def model_pair_sums(observed, rows, lengths, pw, pshift, tw, tshift, wc, cshift,
         dummy = np.zeros((q, q))
         joint = np.empty(n_r)
         x = np.zeros(n_max, dtype=np.int64)
+        cond1, nxt1 = np.empty((q, q)), np.empty((q, q))
+        cond2, nxt2 = np.empty((q, q * q)), np.empty((q, q * q))
+        kyz, scaled = np.empty((q, q)), np.empty((q, q))
+        mean = np.empty(q * q)
         for s in range(c * n_seq // n_chunks, (c + 1) * n_seq // n_chunks):
             length = lengths[s]
             obs = observed[s]
@@ -632,9 +646,9 @@ def model_pair_sums(observed, rows, lengths, pw, pshift, tw, tshift, wc, cshift,
                     c_s1[c, i, 0] += pi[k]
                     if two:
                         last = _same_state_joint2(f, length, wc[k], g2[k], a2, b2, norms, marg, i, max_distance,
-                                                  tol, joint)
+                                                  tol, joint, cond2, nxt2, kyz, scaled, mean)
                     else:
-                        last = _same_state_joint1(marg, trans, i, length, max_distance, tol, joint)
+                        last = _same_state_joint1(marg, trans, i, length, max_distance, tol, joint, cond1, nxt1, mean)
                     for r in range(1, n_r):
                         j = i + r
                         if j >= length:

@@ -22,7 +22,12 @@ import numpy as np
 
 from .._util import as_int
 from ..errors import ConvergenceWarning, InvalidParameterError
-from .conditional_params import ConditionalData, CRFLayout, TokenVocabulary, position_basis
+from .conditional_params import (
+    ConditionalData,
+    CRFLayout,
+    TokenVocabulary,
+    position_basis,
+)
 from .crf_objective import MAX_HESSIAN_PARAMS, CRFObjective, CRFPreconditioner, minimize
 
 __all__ = ["ConditionalChain", "ConditionalFitResult"]

@@ -34,8 +34,15 @@ from . import _conditional_kernels as CK
 from .fitters import ChainData
 from .params import zero_sum_basis
 
-__all__ = ["ConditionalData", "TokenVocabulary", "CRFLayout", "position_basis", "POSITION_VARIANTS",
-           "CRF_COUPLINGS", "MIXTURE_VARY"]
+__all__ = [
+    "CRF_COUPLINGS",
+    "MIXTURE_VARY",
+    "POSITION_VARIANTS",
+    "CRFLayout",
+    "ConditionalData",
+    "TokenVocabulary",
+    "position_basis",
+]
 
 POSITION_VARIANTS = ("position", "smooth:K", "blocks:B", "homogeneous", "none")
 CRF_COUPLINGS = ("potts", "full", "none")
@@ -288,7 +295,7 @@ class CRFLayout:
         ``g_pair`` (K, q, q) are pair-moment differences whose entries sum to zero per component
         (data and model have the same number of bonds): the Potts gradient is then its trace.
         """
-        q, n_comp = self.n_states, self.n_components
+        n_comp = self.n_components
         grad = np.zeros(self.n_params)
         for k in range(n_comp):
             gw = g_pos[k] if self.phi is None else self.phi.T @ g_pos[k]

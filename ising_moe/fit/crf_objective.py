@@ -25,7 +25,7 @@ from scipy.special import logsumexp
 from . import _conditional_kernels as CK
 from .conditional_params import ConditionalData, CRFLayout
 
-__all__ = ["CRFObjective", "CRFPreconditioner", "minimize", "MAX_HESSIAN_PARAMS"]
+__all__ = ["MAX_HESSIAN_PARAMS", "CRFObjective", "CRFPreconditioner", "minimize"]
 
 #: fixed work split over sequences: results independent of the thread count
 N_CHUNKS = 16

@@ -40,12 +40,12 @@ from scipy import stats as sps
 
 from .._util import as_int
 from ..errors import InvalidParameterError
-from . import _conditional_kernels as CK
+from . import _correlation_kernels as CK
 from .conditional import ConditionalChain
 from .conditional_params import ConditionalData
 from .crf_objective import N_CHUNKS
 
-__all__ = ["model_correlation_function", "GoodnessOfFit", "goodness_of_fit"]
+__all__ = ["GoodnessOfFit", "goodness_of_fit", "model_correlation_function"]
 
 
 def model_correlation_function(model: ConditionalChain, tokens=None, mask=None, lengths=None, *,

@@ -272,7 +272,7 @@ def select_n_components(states, tokens=None, mask=None, lengths=None, *, candida
     n_seq = x.shape[0]
     if not 0 < test_fraction < 1:
         raise InvalidParameterError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = max(2, int(round(test_fraction * n_seq)))
+    n_test = max(2, round(test_fraction * n_seq))
     order = gen.permutation(n_seq)
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
 

@@ -110,7 +110,7 @@ def _match(fitted, true):
 
 
 def test_mixture_recovers_weights_offsets_and_coupling():
-    x, comp, pos, bias, pi = _mixture_data(2, 2500, seed=4)
+    x, comp, _, bias, pi = _mixture_data(2, 2500, seed=4)
     model = ChainMixture(n_components=2, token_rows=0, l2=0.01, standard_errors=True, n_init=2, rng=1).fit(x)
     res = model.result_
     assert res.success
@@ -135,7 +135,7 @@ def test_mixture_of_conditional_chains_recovers_token_fields_and_beats_the_singl
     tok -= tok.mean(axis=1, keepdims=True)
     pos = np.zeros((2, N, Q)) + (BIAS[:2] - BIAS[:2].mean(axis=0))[:, None, :]
     tokens = rng.integers(0, 5, size=(2000, N))
-    x, comp = sample_chains(pos, tok, 0.5 * (np.eye(Q) - 1 / Q), tokens, weights=[0.6, 0.4], rng=6)
+    x, _ = sample_chains(pos, tok, 0.5 * (np.eye(Q) - 1 / Q), tokens, weights=[0.6, 0.4], rng=6)
     train, test = slice(0, 1500), slice(1500, None)
     single = ConditionalChain(token_rows=5).fit(x[train], tokens[train])
     mix = ChainMixture(n_components=2, token_rows=5, n_init=1, rng=0).fit(x[train], tokens[train], init=single)

@@ -16,6 +16,7 @@ from ._crf_messages import (
     KIND_NONE,
     KIND_POTTS,  # noqa: F401  (re-exported: the coupling kinds)
     _backward1,
+    _backward1_observed,
     _backward2,
     _forward1,
     _forward2,
@@ -83,7 +84,7 @@ def crf_pass(states, observed, rows, lengths, holes, seq_weight, pw, pshift, tw,
         ac2 = np.empty((n_comp, m2, q, q))
         nf = np.empty((n_comp, n_max))
         nc = np.empty((n_comp, n_max))
-        beta1 = np.empty((m1, q))
+        beta1 = np.empty((max(m1, 2), q))
         beta2 = np.empty((m2, q, q))
         mf = np.empty((n_max, q))
         mc = np.empty((n_max, q))
@@ -149,6 +150,10 @@ def crf_pass(states, observed, rows, lengths, holes, seq_weight, pw, pshift, tw,
                                 d += om
                             c_pos[gc, k, i, a] += d
                             c_tok[gc, k, r, a] += d
+                    continue
+                if not two and not hole:  # the common case, fused: no stored backward messages
+                    _backward1_observed(f[k], length, wc[k], kind, g[k], x, rows[s], af[k], nf[k], beta1[0],
+                                        beta1[1], u, om, c_pos[gc, k], c_tok[gc, k], c_pair[gc, k])
                     continue
                 # model moments (free chain), subtracted
                 if two:

@@ -262,3 +262,57 @@ def _observed_log_weight(f, fsh, length, x, wc, kind, g, g2, max_range):
                 same += 1
         total += same * np.log1p(g2)
     return total + np.log(prod)
+
+
+@njit
+def _backward1_observed(f, length, wc, kind, g, x, rows_s, alpha, norms, bcur, bnext, u, om, pos_out, tok_out,
+                        pair_out):
+    """Fused backward pass of a fully observed nearest-neighbour sequence: adds ``om`` times data minus
+    model moments of every site to ``pos_out[i]`` and ``tok_out[rows_s[i]]`` and of the bonds to
+    ``pair_out`` (full matrix, or the Potts diagonal), without storing the backward messages."""
+    q = f.shape[1]
+    i = length - 1
+    r = rows_s[i]
+    for a in range(q):
+        bnext[a] = 1.0
+        d = -om * alpha[i, a]
+        pos_out[i, a] += d
+        tok_out[r, a] += d
+    pos_out[i, x[i]] += om
+    tok_out[r, x[i]] += om
+    for i in range(length - 2, -1, -1):
+        inv = 1.0 / norms[i + 1]
+        total_u = 0.0
+        for b in range(q):
+            u[b] = f[i + 1, b] * bnext[b] * inv
+            total_u += u[b]
+        s = 0.0
+        if kind == KIND_FULL:
+            for a in range(q):
+                acc = 0.0
+                for b in range(q):
+                    acc += wc[a, b] * u[b]
+                bcur[a] = acc
+                s += alpha[i, a] * acc
+                xa = om * alpha[i, a]
+                for b in range(q):
+                    pair_out[a, b] -= xa * wc[a, b] * u[b]
+            pair_out[x[i], x[i + 1]] += om
+        else:
+            for a in range(q):
+                bcur[a] = total_u + g * u[a]
+                s += alpha[i, a] * bcur[a]
+            if kind == KIND_POTTS:
+                for a in range(q):
+                    pair_out[a, a] -= om * alpha[i, a] * (1.0 + g) * u[a]
+                if x[i] == x[i + 1]:
+                    pair_out[x[i], x[i]] += om
+        r = rows_s[i]
+        scale = om / s
+        for a in range(q):
+            d = -scale * alpha[i, a] * bcur[a]
+            pos_out[i, a] += d
+            tok_out[r, a] += d
+            bnext[a] = bcur[a]
+        pos_out[i, x[i]] += om
+        tok_out[r, x[i]] += om

@@ -22,6 +22,7 @@ def _random_problem(rng, n_seq=6, n=5, q=3, n_rows=4, vocab=7):
     x = rng.integers(0, q, size=(n_seq, n))
     mask = rng.random((n_seq, n)) > 0.3
     mask[:, 0] = True
+    mask[: n_seq // 2] = True  # half the sequences fully observed (the fused kernel path)
     lengths = rng.integers(2, n + 1, size=n_seq)
     lengths[0] = n
     tokens = rng.integers(0, vocab, size=(n_seq, n))

@@ -2,7 +2,7 @@
 rows, on the numba threads given (default 2), and the conditional chain (CRF) against a plain
 NumPy/SciPy implementation of the same likelihood in the same run. Prints JSON.
 
-Data: exact samples (:func:`ising_moe.fit.conditional_sampling.sample_chains`) of a known mixture of
+Data: exact samples (:func:`ising_moe.fit.conditional.sampling.sample_chains`) of a known mixture of
 two conditional chains (Zipf token ids over 5000 ids, smooth position fields, token fields, Potts
 coupling 0.6, component offsets; no distance-2 coupling), split 80/20 into training and test
 sequences. Every model of the table is fitted on the training sequences, warm-started from the
@@ -28,9 +28,9 @@ from _common import best_time, emit
 from scipy import optimize
 
 from ising_moe.fit.conditional import ConditionalChain
-from ising_moe.fit.conditional_sampling import sample_chains
-from ising_moe.fit.goodness import model_correlation_function
-from ising_moe.fit.mixture import ChainMixture
+from ising_moe.fit.conditional.sampling import sample_chains
+from ising_moe.fit.conditional.goodness import model_correlation_function
+from ising_moe.fit.conditional.mixture import ChainMixture
 from ising_moe.fit.params import zero_sum_basis
 
 #: the nested table: (row name, model class, hyperparameters)
@@ -186,7 +186,7 @@ def main():
     # one objective-and-gradient evaluation each on a larger subset (time per evaluation)
     n_eval = 200 if args.quick else 1000
     ev = slice(n_test, n_test + n_eval)
-    from ising_moe.fit.crf_objective import CRFObjective
+    from ising_moe.fit.conditional.objective import CRFObjective
 
     data, _, rows_ev, w = ours._prepare(x[ev], tokens[ev], None, None, None, None)
     rows_ev = ours.vocabulary_.rows(tokens[ev])

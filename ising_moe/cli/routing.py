@@ -218,7 +218,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
     from ..data import load_experts
     from ..executors import open_executor
     from ..extract.registry import MODELS, data_dir, find_data_file
-    from ..fit.files import write_fit_report
+    from ..fit.pipeline import write_fit_report
     from ..fit.pipeline import fit_expert_data
     from ..io import ChunkStore, file_sha256, write_json
     from ..outputs import output_unit

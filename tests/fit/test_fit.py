@@ -7,7 +7,13 @@ import pytest
 from click.testing import CliRunner
 from oracles import enumerate_chain
 
-from ising_moe import InvalidParameterError, LongRangeChain, PottsChain, exact, states_to_spins
+from ising_moe import (
+    InvalidParameterError,
+    LongRangeChain,
+    PottsChain,
+    exact,
+    states_to_spins,
+)
 from ising_moe.cli import main
 from ising_moe.errors import ConvergenceWarning, SparseDataWarning
 from ising_moe.fit import (
@@ -271,7 +277,7 @@ def test_fit_cli_errors(tmp_path, monkeypatch):
 
 
 def test_indicator_chains_recover_ising_coupling():
-    from ising_moe.fit.indicators import compare_indicators
+    from ising_moe.fit.pipeline.indicators import compare_indicators
 
     model = PottsChain.ising(40, coupling=0.6, field=0.1 * np.sin(np.arange(40) / 5))
     x = exact.sample(model, 1500, rng=13)

@@ -11,11 +11,11 @@ from scipy.special import logsumexp
 
 from ising_moe import InvalidParameterError, PottsChain, exact
 from ising_moe.fit import ChainMaxLikelihood, chain_log_likelihood
-from ising_moe.fit import _conditional_kernels as CK
 from ising_moe.fit.conditional import ConditionalChain
-from ising_moe.fit.conditional_params import ConditionalData, CRFLayout, TokenVocabulary
-from ising_moe.fit.conditional_sampling import sample_chains
-from ising_moe.fit.crf_objective import CRFObjective
+from ising_moe.fit.conditional import _kernels as CK
+from ising_moe.fit.conditional.objective import CRFObjective
+from ising_moe.fit.conditional.params import ConditionalData, CRFLayout, TokenVocabulary
+from ising_moe.fit.conditional.sampling import sample_chains
 
 
 def _random_problem(rng, n_seq=6, n=5, q=3, n_rows=4, vocab=7):

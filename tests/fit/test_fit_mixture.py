@@ -13,11 +13,14 @@ from scipy.special import logsumexp
 from ising_moe import PottsChain, exact
 from ising_moe.fit import ChainData, chain_log_likelihood
 from ising_moe.fit.conditional import ConditionalChain
-from ising_moe.fit.conditional_params import ConditionalData, CRFLayout
-from ising_moe.fit.conditional_sampling import sample_chains
-from ising_moe.fit.crf_objective import CRFObjective
-from ising_moe.fit.goodness import goodness_of_fit, model_correlation_function
-from ising_moe.fit.mixture import ChainMixture, select_n_components
+from ising_moe.fit.conditional.goodness import (
+    goodness_of_fit,
+    model_correlation_function,
+)
+from ising_moe.fit.conditional.mixture import ChainMixture, select_n_components
+from ising_moe.fit.conditional.objective import CRFObjective
+from ising_moe.fit.conditional.params import ConditionalData, CRFLayout
+from ising_moe.fit.conditional.sampling import sample_chains
 from ising_moe.measure import correlation_function
 
 Q, N = 4, 16

@@ -12,8 +12,8 @@ from ising_moe import InvalidParameterError, PottsChain, exact
 from ising_moe.cli import main
 from ising_moe.data import ExpertSequences, save_experts, subject_label
 from ising_moe.fit import ChainMaxLikelihood, ChainMeanField
-from ising_moe.fit.comparison import VARIANTS, compare_layer
 from ising_moe.fit.pipeline import fit_expert_data
+from ising_moe.fit.pipeline.layer import VARIANTS, compare_layer
 
 ATTRS = {"model_id": "test/chain", "weights": "random-init"}
 

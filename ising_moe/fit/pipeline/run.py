@@ -8,18 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._util import as_int
-from ..data import DROPPED_POLICIES
-from ..errors import InvalidParameterError
-from .comparison import (
+from ..._util import as_int
+from ...data import DROPPED_POLICIES
+from ...errors import InvalidParameterError
+from .drops import drop_position_effect
+from .indicators import compare_indicators
+from .layer import (
     DEFAULT_VARIANTS,
     MAIN_PRIORITY,
     MAX_DEFAULT_FULL_STATES,
     compare_layer,
     variant_fitter,
 )
-from .drops import drop_position_effect
-from .indicators import compare_indicators
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     token at the router's choice. Drops are not missing at random (a token is dropped because its
     expert is full), so ``"exclude"`` creates position dependence that the router does not have;
     with ``"router"`` the fit and ``isingmoe measure`` (same default) describe the same sequences.
-    For data with drops each layer also gets a :class:`~ising_moe.fit.drops.DropEffect`: how much
+    For data with drops each layer also gets a :class:`~ising_moe.fit.pipeline.drops.DropEffect`: how much
     of the position effect the drops themselves produce.
     """
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
@@ -153,8 +153,8 @@ def fit_checkpoint(path, data, params):
     (keyed on the data's content, the parameters and the package version)."""
     import hashlib
 
-    from .._version import __version__
-    from ..io import ChunkStore
+    from ..._version import __version__
+    from ...io import ChunkStore
 
     digest = hashlib.sha256()
     for array in (data.experts, data.mask, data.dropped):
@@ -170,7 +170,7 @@ def _run_layers(jobs, executor, processes, store, progress) -> list:
 
     from tqdm.auto import tqdm
 
-    from ..executors import SerialExecutor, process_executor, run_tasks
+    from ...executors import SerialExecutor, process_executor, run_tasks
 
     results = [None] * len(jobs)
     if store is not None:

@@ -1,4 +1,4 @@
-"""Numba kernels of the model's same-state correlations (private; see :mod:`ising_moe.fit.goodness`).
+"""Numba kernels of the model's same-state correlations (private; see :mod:`ising_moe.fit.conditional.goodness`).
 
 For every sequence's chain (and mixture component), ``P(s_i = s_{i+r})`` is propagated exactly from
 each site with the chain's transition matrices (pair states at range 2) until the conditional
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._numba import njit
-from ._crf_messages import (
+from ..._numba import njit
+from ._message_kernels import (
     KIND_FULL,
     _backward1,
     _backward2,

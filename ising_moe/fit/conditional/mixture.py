@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from .._util import RngLike, as_generator, as_int
-from ..errors import InvalidParameterError
-from .conditional import ConditionalChain, _init_params, _layout_for, _start
-from .crf_objective import CRFObjective, CRFPreconditioner, minimize
+from ..._util import RngLike, as_generator, as_int
+from ...errors import InvalidParameterError
+from .model import ConditionalChain, _init_params, _layout_for, _start
+from .objective import CRFObjective, CRFPreconditioner, minimize
 
 __all__ = ["ChainMixture", "ComponentSummary", "NComponentsSelection", "select_n_components"]
 

@@ -1,14 +1,14 @@
 """Exact negative log-posterior of conditional chains and their mixtures, its optimiser and errors.
 
 Shared by :class:`~ising_moe.fit.conditional.ConditionalChain` (one component) and
-:class:`~ising_moe.fit.mixture.ChainMixture`. The objective per (weighted) observed token is
+:class:`~ising_moe.fit.conditional.mixture.ChainMixture`. The objective per (weighted) observed token is
 
 .. math::
 
     f(\\theta) = \\frac{1}{N} \\Big[-\\sum_s w_s \\log \\sum_k \\pi_k\\, p_k(x_s | t_s)
                  + \\frac{l_2}{2} |\\theta|^2\\Big],
 
-exact through :func:`~ising_moe.fit._conditional_kernels.crf_pass` (forward-backward per sequence;
+exact through :func:`~ising_moe.fit.conditional._kernels.crf_pass` (forward-backward per sequence;
 hidden sites summed over); its gradient is ``sum_s w_s r_sk`` times data minus model moments,
 ``r_sk`` the responsibilities (for a mixture this is the EM gradient: direct L-BFGS on the exact
 mixture likelihood and EM share their fixed points).
@@ -22,8 +22,8 @@ import numpy as np
 from scipy import optimize
 from scipy.special import logsumexp
 
-from . import _conditional_kernels as CK
-from .conditional_params import ConditionalData, CRFLayout
+from . import _kernels as CK
+from .params import ConditionalData, CRFLayout
 
 __all__ = ["MAX_HESSIAN_PARAMS", "CRFObjective", "CRFPreconditioner", "minimize"]
 

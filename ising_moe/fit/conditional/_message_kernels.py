@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import njit
+from ..._numba import njit
 
 KIND_NONE, KIND_POTTS, KIND_FULL = 0, 1, 2
 

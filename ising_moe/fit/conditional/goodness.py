@@ -38,12 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from .._util import as_int
-from ..errors import InvalidParameterError
+from ..._util import as_int
+from ...errors import InvalidParameterError
 from . import _correlation_kernels as CK
-from .conditional import ConditionalChain
-from .conditional_params import ConditionalData
-from .crf_objective import N_CHUNKS
+from .model import ConditionalChain
+from .objective import N_CHUNKS
+from .params import ConditionalData
 
 __all__ = ["GoodnessOfFit", "goodness_of_fit", "model_correlation_function"]
 

@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from .._util import as_int
-from ..errors import ConvergenceWarning, InvalidParameterError, SparseDataWarning
-from ..exact import solve
-from ..executors import run_tasks
-from .baselines import ChainMeanField, ChainPseudoLikelihood
-from .data import ChainData
+from ..._util import as_int
+from ...errors import ConvergenceWarning, InvalidParameterError, SparseDataWarning
+from ...exact import solve
+from ...executors import run_tasks
+from ..baselines import ChainMeanField, ChainPseudoLikelihood
+from ..data import ChainData
+from ..max_likelihood import ChainMaxLikelihood, IndependentSites
+from ..result import ChainFitResult, StandardErrors
 from .indicators import IndicatorComparison
-from .max_likelihood import ChainMaxLikelihood, IndependentSites
-from .result import ChainFitResult, StandardErrors
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class LayerComparison:
 
 def _fitted_xi(corr_model, window, sigma):
     """Exponential-fit ``xi`` of a model ``C(r)`` on the empirical window with empirical weights."""
-    from ..measure import fit_exponential
+    from ...measure import fit_exponential
 
     lo, hi = window
     r = np.arange(lo, hi + 1, dtype=float)
@@ -184,7 +184,7 @@ def _bulk_xi(result: ChainFitResult) -> float:
         return 0.0
     if result.max_range != 1 or result.couplings.shape[1] != 1:
         return math.nan
-    from ..chain import PottsChain
+    from ...chain import PottsChain
 
     model = PottsChain(8, result.couplings[0, 0], result.fields.mean(axis=0))
     with warnings.catch_warnings():
@@ -237,8 +237,8 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     executor : concurrent.futures.Executor, optional
         Where the bootstrap refits run (default: here, in order); the results do not depend on it.
     """
-    from ..mc import simulate
-    from ..measure import correlation_function, fit_correlation_length
+    from ...mc import simulate
+    from ...measure import correlation_function, fit_correlation_length
 
     rng = np.random.default_rng(seed)
     n_seq, n = states.shape

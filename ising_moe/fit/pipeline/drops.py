@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import ChainData
-from .max_likelihood import IndependentSites
+from ..data import ChainData
+from ..max_likelihood import IndependentSites
 
 log = logging.getLogger(__name__)
 

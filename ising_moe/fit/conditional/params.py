@@ -28,11 +28,11 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
-from .._util import as_int
-from ..errors import InvalidParameterError
-from . import _conditional_kernels as CK
-from .fitters import ChainData
-from .params import zero_sum_basis
+from ..._util import as_int
+from ...errors import InvalidParameterError
+from ..data import ChainData
+from ..params import zero_sum_basis
+from . import _kernels as CK
 
 __all__ = [
     "CRF_COUPLINGS",

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..exact import solve
-from .data import ChainData
-from .max_likelihood import ChainMaxLikelihood, IndependentSites
+from ...exact import solve
+from ..data import ChainData
+from ..max_likelihood import ChainMaxLikelihood, IndependentSites
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def compare_indicators(experts, mask, lengths, n_experts: int, *, test_fraction:
     mask : ndarray of bool, shape (n_sequences, n_positions)
     lengths : ndarray of int, shape (n_sequences,)
     """
-    from ..measure import correlation_function
+    from ...measure import correlation_function
 
     rng = np.random.default_rng(seed)
     n_seq = experts.shape[0]

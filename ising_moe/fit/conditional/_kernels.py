@@ -1,5 +1,5 @@
 """Numba kernel of the conditional chains' likelihood and gradient (private; see
-:mod:`ising_moe.fit.crf_objective`). The message passing is in :mod:`ising_moe.fit._crf_messages`.
+:mod:`ising_moe.fit.conditional.objective`). The message passing is in :mod:`ising_moe.fit.conditional._message_kernels`.
 
 Parallel kernels split the sequences into ``n_chunks`` fixed chunks with their own accumulators,
 summed in chunk order: results do not depend on the number of threads.
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._numba import njit
-from ._crf_messages import (
+from ..._numba import njit
+from ._message_kernels import (
     KIND_FULL,
     KIND_NONE,
     KIND_POTTS,  # noqa: F401  (re-exported: the coupling kinds)

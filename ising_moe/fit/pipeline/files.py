@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from .pipeline import FitReport
+from .run import FitReport
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_sha256: str = "") -> None:
     """Write a :class:`FitReport` to HDF5 (kind ``"fit"``): a group ``layer_<L>`` per layer with the
     empirical correlations and a subgroup per variant (parameters, errors, held-out scores)."""
-    from ..io import atomic_h5, write_array
+    from ...io import atomic_h5, write_array
 
     attrs = {"model_id": report.source.get("model_id", "unknown"), "weights": report.source.get("weights", "unknown"),
              "input_path": str(report.source.get("path") or ""), "input_sha256": input_sha256,

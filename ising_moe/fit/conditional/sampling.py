@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._util import RngLike, as_generator, as_int
-from ..errors import InvalidParameterError
+from ..._util import RngLike, as_generator, as_int
+from ...errors import InvalidParameterError
 
 __all__ = ["sample_chains"]
 

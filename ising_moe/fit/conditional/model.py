@@ -1,7 +1,7 @@
 """Conditional chains (linear-chain CRFs): routing given the tokens, exact maximum likelihood.
 
 :class:`ConditionalChain` models ``P(experts | tokens)`` of every sequence as a chain whose site
-fields are ``position_field[i] + token_field[t_i]`` (see :mod:`~ising_moe.fit.conditional_params`
+fields are ``position_field[i] + token_field[t_i]`` (see :mod:`~ising_moe.fit.conditional.params`
 for the model and its gauge) with nearest-neighbour couplings and optionally a Potts coupling at
 distance 2. The likelihood is exact (one forward-backward pass per sequence, hidden sites summed
 over), the objective convex; L-BFGS with a block preconditioner and the exact gradient; an L2
@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._util import as_int
-from ..errors import ConvergenceWarning, InvalidParameterError
-from .conditional_params import (
+from ..._util import as_int
+from ...errors import ConvergenceWarning, InvalidParameterError
+from .objective import MAX_HESSIAN_PARAMS, CRFObjective, CRFPreconditioner, minimize
+from .params import (
     ConditionalData,
     CRFLayout,
     TokenVocabulary,
     position_basis,
 )
-from .crf_objective import MAX_HESSIAN_PARAMS, CRFObjective, CRFPreconditioner, minimize
 
 __all__ = ["ConditionalChain", "ConditionalFitResult"]
 

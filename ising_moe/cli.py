@@ -486,3 +486,8 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+from .cli_train import train_command as _train_command  # noqa: E402  (own file: the CLI is being split)
+
+main.add_command(_train_command)

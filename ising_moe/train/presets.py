@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "initializer_range": 0.02, "tie_word_embeddings": False, "bos_token_id": None,
         },
         "train": {"seq_len": 256, "batch_size": 16, "lr": 3e-3, "warmup_steps": 30,
-                  "vocab_size": 4096, "tokens": 1_500_000, "weight_decay": 0.1},
+                  "vocab_size": 4096, "tokens": 1_200_000, "weight_decay": 0.1},
     },
     # Switch layout (T5 encoder-decoder with relative position bias, top-1 routing with expert
     # capacity per sequence, sparse every second layer, as switch-base-N) at toy width.
@@ -57,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         # capacity_factor: expert_capacity = ceil(capacity_factor * encoder_length / num_experts)
         "train": {"seq_len": 256, "batch_size": 16, "lr": 3e-3, "warmup_steps": 30,
-                  "vocab_size": 4096, "tokens": 1_500_000, "weight_decay": 0.1,
+                  "vocab_size": 4096, "tokens": 500_000, "weight_decay": 0.1,
                   "noise_density": 0.15, "mean_span": 3.0, "capacity_factor": 1.25},
     },
 }

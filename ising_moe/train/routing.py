@@ -54,6 +54,11 @@ class RouterCapture:
             handle.remove()
 
 
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (float64 stays float64: the gradient tests run in double precision)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over the first axis of ``x`` (shape (n, ...)) over rows where ``mask`` (shape (n,))."""
     if mask is None:
@@ -80,7 +85,7 @@ def mem_loss(logits_per_layer, masks) -> torch.Tensor:
     """
     total = 0.0
     for logits, mask in zip(logits_per_layer, masks):
-        p_bar = _masked_mean(torch.softmax(logits.float(), dim=-1), mask)
+        p_bar = _masked_mean(torch.softmax(_f32(logits), dim=-1), mask)
         n_experts = p_bar.shape[-1]
         total = total + torch.sum(p_bar * torch.log(p_bar * n_experts))
     return total / len(logits_per_layer)
@@ -90,7 +95,7 @@ def z_loss(logits_per_layer, masks) -> torch.Tensor:
     r"""Router z-loss (ST-MoE): the layer mean of the token mean of :math:`(\log \sum_e e^{z_e})^2`."""
     total = 0.0
     for logits, mask in zip(logits_per_layer, masks):
-        total = total + _masked_mean(torch.logsumexp(logits.float(), dim=-1) ** 2, mask)
+        total = total + _masked_mean(torch.logsumexp(_f32(logits), dim=-1) ** 2, mask)
     return total / len(logits_per_layer)
 
 

@@ -46,7 +46,8 @@ def train_command(preset, corpus, tokens, balance, balance_coef, z_loss, seed, d
     command = "isingmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = train(spec, output, overwrite=overwrite, progress=not no_progress, command=command)
     _emit(dataclasses.asdict(result), as_json, [
-        f"trained {preset} ({balance}) -> {result.output} ({result.steps} steps, {result.tokens:,} tokens, "
-        f"{result.wall_seconds:.0f} s, {result.tokens_per_second:.0f} tokens/s)",
-        f"validation loss {result.val_loss:.4f} (untrained twin {result.val_loss_untrained:.4f}: {result.untrained})",
+        (f"trained {preset} ({balance}) -> {result.output} ({result.steps} steps, {result.tokens:,} tokens, "
+         f"{result.wall_seconds:.0f} s, {result.tokens_per_second:.0f} tokens/s)"),
+        (f"validation loss {result.val_loss:.4f} (untrained twin {result.val_loss_untrained:.4f}: "
+         f"{result.untrained})"),
     ])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .presets import PRESETS, preset
 
-__all__ = ["PRESETS", "preset", "train", "TrainResult", "TrainSpec"]
+__all__ = ["PRESETS", "TrainResult", "TrainSpec", "preset", "train"]
 
 
 def __getattr__(name):

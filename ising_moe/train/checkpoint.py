@@ -14,7 +14,7 @@ from ..errors import InvalidParameterError, OutputExistsError
 from ..io import atomic_h5, to_json, write_array
 from .routing import load_entropy
 
-__all__ = ["prepare_output", "save_checkpoint", "load_checkpoint", "write_log", "write_card"]
+__all__ = ["load_checkpoint", "prepare_output", "save_checkpoint", "write_card", "write_log"]
 
 CHECKPOINT = "checkpoint.pt"
 MANIFEST = "manifest.json"

@@ -22,8 +22,17 @@ from ..errors import DataFormatError, InvalidParameterError
 from ..io import file_sha256
 from .presets import N_SENTINELS
 
-__all__ = ["Documents", "read_documents", "train_tokenizer", "fast_tokenizer", "make_windows",
-           "span_corrupt", "PAD_ID", "EOS_ID", "SPECIAL_TOKENS"]
+__all__ = [
+    "EOS_ID",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "Documents",
+    "fast_tokenizer",
+    "make_windows",
+    "read_documents",
+    "span_corrupt",
+    "train_tokenizer",
+]
 
 PAD_ID, EOS_ID = 0, 1
 SPECIAL_TOKENS = ["<pad>", "</s>"] + [f"<extra_id_{i}>" for i in range(N_SENTINELS)]

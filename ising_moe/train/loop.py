@@ -20,7 +20,7 @@ from .presets import preset as get_preset
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainSpec", "TrainResult", "train"]
+__all__ = ["TrainResult", "TrainSpec", "train"]
 
 BALANCE = ("aux", "mem", "none")
 
@@ -47,6 +47,9 @@ class TrainSpec:
         Router z-loss coefficient; None: the class's default (Switch 0.001, OLMoE 0).
     config, train_overrides : dict
         Overrides of the preset's ``config`` and ``train`` values (tests use tiny models).
+    experts_implementation : str, optional
+        OLMoE experts kernel (``eager``, ``grouped_mm``, ``batched_mm``); None: transformers'
+        default, ``grouped_mm`` where it can run (the fastest on CPU, see ``benchmarks/bench_train.py``).
     """
 
     preset: str
@@ -66,10 +69,14 @@ class TrainSpec:
     n_probe: int = 8
     config: dict[str, Any] = field(default_factory=dict)
     train_overrides: dict[str, Any] = field(default_factory=dict)
+    experts_implementation: str | None = None
 
     def params(self) -> dict[str, Any]:
         """The run parameters that determine the weights (``threads``, ``device`` included)."""
-        return dataclasses.asdict(self)
+        params = dataclasses.asdict(self)
+        if params["experts_implementation"] is None:  # transformers' default (grouped_mm where it runs)
+            del params["experts_implementation"]
+        return params
 
 
 @dataclass(frozen=True)

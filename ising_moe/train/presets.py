@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 
-__all__ = ["PRESETS", "preset", "N_SENTINELS"]
+__all__ = ["N_SENTINELS", "PRESETS", "preset"]
 
 #: sentinel tokens ``<extra_id_0>`` ... of T5 span corruption (in every tokenizer, unused by OLMoE)
 N_SENTINELS = 32

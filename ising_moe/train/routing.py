@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["RouterCapture", "mem_loss", "z_loss", "class_aux_loss", "routing_stats"]
+__all__ = ["RouterCapture", "class_aux_loss", "mem_loss", "routing_stats", "z_loss"]
 
 _ROUTERS = {"OlmoeTopKRouter": 0, "SwitchTransformersTop1Router": 2}
 
@@ -113,7 +113,9 @@ def class_aux_loss(family: str, capture: RouterCapture, config, attention_mask=N
 
         return load_balancing_loss_func(tuple(capture.logits), config.num_experts,
                                         config.num_experts_per_tok, attention_mask)
-    from transformers.models.switch_transformers.modeling_switch_transformers import load_balancing_loss_func
+    from transformers.models.switch_transformers.modeling_switch_transformers import (
+        load_balancing_loss_func,
+    )
 
     total = 0.0
     for decoder in (False, True):

@@ -13,8 +13,21 @@ import torch
 from ..io import to_json
 from . import checkpoint as ck
 from .batches import Batcher, router_masks
-from .corpus import SPECIAL_TOKENS, fast_tokenizer, make_windows, read_documents, train_tokenizer
-from .routing import RouterCapture, class_aux_loss, mem_loss, routing_stats, warmup_cosine, z_loss
+from .corpus import (
+    SPECIAL_TOKENS,
+    fast_tokenizer,
+    make_windows,
+    read_documents,
+    train_tokenizer,
+)
+from .routing import (
+    RouterCapture,
+    class_aux_loss,
+    mem_loss,
+    routing_stats,
+    warmup_cosine,
+    z_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +133,8 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
     torch.manual_seed(spec.seed)
     cls = model_class(family)
     model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)
+    if spec.experts_implementation is not None:
+        model.set_experts_implementation(spec.experts_implementation)
     model.to(device)
     capture = RouterCapture(model)
     decay = [q for q in model.parameters() if q.dim() >= 2]

@@ -6,10 +6,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from train_helpers import small_corpus, tiny_spec  # noqa: E402,F401  (fixture)
+from train_helpers import tiny_spec
 
-from ising_moe.io import open_h5  # noqa: E402
-from ising_moe.train import train  # noqa: E402
+from ising_moe.io import open_h5
+from ising_moe.train import train
 
 
 def _weights(path):

@@ -6,22 +6,22 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from train_helpers import small_corpus, tiny_spec  # noqa: E402,F401  (fixture)
+from train_helpers import tiny_spec
 
-from ising_moe.data import load_experts  # noqa: E402
-from ising_moe.extract import extract  # noqa: E402
-from ising_moe.train import train  # noqa: E402
+from ising_moe.data import load_experts
+from ising_moe.extract import extract
+from ising_moe.train import train
 
 
 @pytest.fixture(scope="module")
-def trained(small_corpus, tmp_path_factory):  # noqa: F811
+def trained(small_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("organism") / "olmoe"
     train(tiny_spec("olmoe-tiny", small_corpus, steps=6), out, progress=False)
     return out
 
 
 @pytest.mark.slow
-def test_extraction_ids_equal_a_direct_forward_hook(trained, small_corpus, tmp_path):  # noqa: F811
+def test_extraction_ids_equal_a_direct_forward_hook(trained, small_corpus, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     result = extract(str(trained), small_corpus, output=tmp_path / "x.h5", max_length=32, n_sequences=4,

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from ising_moe.train.routing import (  # noqa: E402
+from ising_moe.train.routing import (
     RouterCapture,
     class_aux_loss,
     mem_loss,
@@ -77,7 +77,10 @@ def _olmoe():
 
 
 def _switch():
-    from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
+    from transformers import (
+        SwitchTransformersConfig,
+        SwitchTransformersForConditionalGeneration,
+    )
 
     torch.manual_seed(0)
     config = SwitchTransformersConfig(vocab_size=50, d_model=16, d_kv=8, d_ff=16, num_layers=2,

@@ -1,10 +1,6 @@
-"""Helpers of the training tests: a small corpus cut from the shipped one, tiny presets."""
+"""Helpers of the training tests: tiny presets (2 layers, width 32)."""
 
-import gzip
-import json
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "data" / "corpus" / "mixed.jsonl.gz"
@@ -19,31 +15,11 @@ TINY = {
 TINY_TRAIN = {"seq_len": 64, "batch_size": 8, "vocab_size": 320, "warmup_steps": 3, "lr": 3e-3}
 
 
-@pytest.fixture(scope="session")
-def small_corpus(tmp_path_factory):
-    """40 training and 6 validation documents (the first ones of each genre and split), <= 4000 chars."""
-    if not SHIPPED.is_file():
-        pytest.skip("data/corpus/mixed.jsonl.gz not built")
-    keep, counts = [], {}
-    with gzip.open(SHIPPED, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            key = (doc["genre"], doc["split"])
-            limit = 12 if doc["split"] == "train" else 2
-            if counts.get(key, 0) < limit:
-                counts[key] = counts.get(key, 0) + 1
-                doc["text"] = doc["text"][:4000]
-                keep.append(doc)
-    path = tmp_path_factory.mktemp("corpus") / "small.jsonl"
-    path.write_text("".join(json.dumps(d) + "\n" for d in keep))
-    return path
-
-
 def tiny_spec(preset, corpus, steps=20, **kw):
     from ising_moe.train import TrainSpec
 
     tokens = steps * TINY_TRAIN["seq_len"] * TINY_TRAIN["batch_size"]
-    options = dict(log_every=5, checkpoint_every=5, n_val_log=8, n_val_final=8, n_probe=4)
+    options = {"log_every": 5, "checkpoint_every": 5, "n_val_log": 8, "n_val_final": 8, "n_probe": 4}
     options.update(kw)
     return TrainSpec(preset=preset, corpus=str(corpus), tokens=tokens, config=TINY[preset],
                      train_overrides=TINY_TRAIN, **options)

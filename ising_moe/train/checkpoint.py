@@ -81,6 +81,7 @@ def finish(work: Path, output: Path) -> None:
     """Move the staged directory onto ``output`` (replacing an old one)."""
     (work / CHECKPOINT).unlink(missing_ok=True)
     (work / MANIFEST).unlink(missing_ok=True)
+    (work / "bpe.json").unlink(missing_ok=True)  # the tokenizer lives on in tokenizer.json
     if output.exists():
         shutil.rmtree(output)
     os.replace(work, output)

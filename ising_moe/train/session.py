@@ -269,6 +269,8 @@ def _finish(spec, p, output, work, model, fast, history, evaluator, val_final, b
         "intro": (f"Trained here on {tokens_seen:,} tokens of {Path(spec.corpus).name}; not a production model. "
                   "A model organism of ising-moe: real Hugging Face class, toy size, CPU training."),
         "preset": spec.preset, "class": type(model).__name__, "parameters": f"{n_params:,}",
+        "architecture": ", ".join(f"{k}={v}" for k, v in p["config"].items() if k != "model_type")
+                        + f", vocab_size={config.vocab_size}",
         "corpus": f"{spec.corpus} (sha256 {docs.sha256})",
         "tokens": f"{tokens_seen:,} in {n_steps} optimiser steps of {p['train']['batch_size']} windows of "
                   f"<= {p['train']['seq_len']} tokens (a window never spans two documents)",

@@ -18,6 +18,7 @@ def _weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["olmoe-tiny", "switch-tiny"])
 def test_twenty_steps_lower_the_loss(preset, small_corpus, tmp_path):
     out = tmp_path / "run"

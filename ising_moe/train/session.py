@@ -100,9 +100,9 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
     if spec.threads:
         torch.set_num_threads(int(spec.threads))
     params = spec.params()
+    docs = read_documents(spec.corpus)  # a malformed corpus is refused before anything is written
     work, resume = ck.prepare_output(output, to_json(params), overwrite)
     tr = p["train"]
-    docs = read_documents(spec.corpus)
     tok = _tokenizer(work, docs, tr["vocab_size"])
     seq_len, bsz = int(tr["seq_len"]), int(tr["batch_size"])
     encoded = tok.encode_batch(docs.text)

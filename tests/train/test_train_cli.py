@@ -30,6 +30,15 @@ def test_user_errors_exit_2_with_one_line(args, message, corpus, tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl"]
 
 
+def test_malformed_corpus_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.jsonl").write_text('{"text": "no id"}\n')
+    result = CliRunner().invoke(main, ["train", "--preset", "olmoe-tiny", "--corpus", "bad.jsonl", "-o", "out"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "doc_id" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+
+
 def test_existing_output_needs_overwrite(corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()

@@ -9,7 +9,8 @@ The loop's time (``wall_seconds`` of the run, setup excluded) includes batching,
 clipping, the validation and probe evaluations of the log points (every 20 steps) and checkpoints;
 its tokens/s are counted like the bare ones (batch x length, padding included), so
 ``overhead = 1 - loop / bare``. The loop runs on a slice of the corpus (150 training and 20
-validation documents) so that tokenizer training stays short.
+validation documents) so that tokenizer training stays short. The bare step is timed before and after the loop (their
+mean is the reference; their difference shows how much the machine's load drifted meanwhile).
 """
 
 from __future__ import annotations
@@ -98,15 +99,18 @@ def main():
             per_step = tr["batch_size"] * tr["seq_len"]
             impls = args.impls.split(",") if preset.startswith("olmoe") else [None]
             for impl in impls:
-                bare = _bare(preset, impl, args.bare_steps)
+                before = _bare(preset, impl, args.bare_steps)
                 spec = TrainSpec(preset=preset, corpus=str(corpus), tokens=args.steps * per_step,
                                  threads=args.threads, experts_implementation=impl, checkpoint_every=1000,
                                  n_val_final=16)
                 result = train(spec, Path(tmp) / f"{preset}-{impl}", progress=False)
+                after = _bare(preset, impl, args.bare_steps)  # bracketing the loop: load drifts on a shared machine
+                bare = (before + after) / 2
                 loop_rate = result.steps * per_step / result.wall_seconds
                 rows.append({"preset": preset, "experts_implementation": impl or "n/a (Switch)",
                              "threads": args.threads, "batch_tokens": per_step,
-                             "bare_tokens_per_s": per_step / bare, "loop_tokens_per_s": loop_rate,
+                             "bare_tokens_per_s": per_step / bare, "bare_before_after_s": [before, after],
+                             "loop_tokens_per_s": loop_rate,
                              "loop_real_tokens_per_s": result.tokens_per_second,
                              "overhead": 1 - loop_rate / (per_step / bare), "steps": result.steps})
     olmoe = [r for r in rows if r["preset"].startswith("olmoe")]

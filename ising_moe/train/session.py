@@ -246,11 +246,12 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
     elapsed += time.perf_counter() - t0
     capture.remove()
     return _finish(spec, p, output, work, model, fast, history, evaluator, val_final, bsz, n_steps, tokens_seen,
-                   val_untrained, elapsed, resume, command, docs, train_doc, val_doc, versions, params, config)
+                   val_untrained, elapsed, resume, command, docs, train_doc, val_doc, versions, params, config,
+                   mem_coef)
 
 
 def _finish(spec, p, output, work, model, fast, history, evaluator, val_final, bsz, n_steps, tokens_seen,
-            val_untrained, elapsed, resume, command, docs, train_doc, val_doc, versions, params, config):
+            val_untrained, elapsed, resume, command, docs, train_doc, val_doc, versions, params, config, mem_coef):
     from .loop import TrainResult
 
     val_trained = evaluator.loss(val_final, bsz)
@@ -274,7 +275,9 @@ def _finish(spec, p, output, work, model, fast, history, evaluator, val_final, b
         "corpus": f"{spec.corpus} (sha256 {docs.sha256})",
         "tokens": f"{tokens_seen:,} in {n_steps} optimiser steps of {p['train']['batch_size']} windows of "
                   f"<= {p['train']['seq_len']} tokens (a window never spans two documents)",
-        "balance": spec.balance, "z-loss coefficient": getattr(config, "router_z_loss_coef", 0.0) or spec.z_loss or 0.0,
+        "balance": spec.balance + (f" (coefficient {mem_coef:g} on the layer-mean KL to uniform)"
+                                   if spec.balance == "mem" else ""),
+        "z-loss coefficient": getattr(config, "router_z_loss_coef", 0.0) or spec.z_loss or 0.0,
         "validation loss (trained)": f"{val_trained:.4f} nats/token on {len(val_final)} held-out windows",
         "validation loss (untrained twin, `untrained/`)": f"{val_untrained:.4f}",
         "seed": spec.seed, "wall time": f"{elapsed:.0f} s ({spec.threads} thread(s), {spec.device}, {spec.dtype})",

@@ -19,10 +19,10 @@ def _weights(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["olmoe-tiny", "switch-tiny"])
-def test_twenty_steps_lower_the_loss(preset, small_corpus, tmp_path):
+@pytest.mark.parametrize("preset, balance", [("olmoe-tiny", "aux"), ("olmoe-tiny", "mem"), ("switch-tiny", "aux")])
+def test_twenty_steps_lower_the_loss(preset, balance, small_corpus, tmp_path):
     out = tmp_path / "run"
-    result = train(tiny_spec(preset, small_corpus), out, progress=False)
+    result = train(tiny_spec(preset, small_corpus, balance=balance), out, progress=False)
     assert result.steps == 20
     assert result.val_loss < result.val_loss_untrained - 0.3
     with open_h5(out / "train_log.h5", kind="train_log") as f:
@@ -32,6 +32,7 @@ def test_twenty_steps_lower_the_loss(preset, small_corpus, tmp_path):
         load = f["log/expert_load"][:]
         assert f.attrs["finished"]
     assert list(steps) == [0, 5, 10, 15, 20]
+    assert f"balance**: {balance}" in (out / "MODEL_CARD.md").read_text()
     assert np.isnan(train_loss[0]) and train_loss[-1] < train_loss[1] - 0.3
     assert np.all(sat[-1] == 1.0) and np.all((sat >= 0) & (sat <= 1))
     np.testing.assert_allclose(load.sum(-1), 1.0)

@@ -4,11 +4,11 @@ User errors (bad options, malformed files, missing weights) exit with status 2 a
 message, never a traceback.
 
 Commands live by subject: ``chains`` (exact, simulate, sweep) and ``routing`` (extract, measure, fit),
-``traces`` (import, export);
+``traces`` (import, export), ``train`` (train);
 ``_main`` holds the group, its error handling and the shared parsing helpers.
 """
 
-from . import chains, routing, traces  # noqa: F401  (registers the commands)
+from . import chains, routing, traces, train  # noqa: F401  (registers the commands)
 from ._main import main
 
 __all__ = ["main"]

@@ -69,25 +69,33 @@ def _jsonable(obj: Any):
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def strict_jsonable(obj: Any):
+def strict_jsonable(obj: Any, notes: dict[str, str] | None = None, key: str = ""):
     """A copy of ``obj`` that strict JSON can hold: non-finite floats become ``None`` (null).
 
     ``json.dumps`` writes NaN and infinities as bare ``NaN``/``Infinity``, which is not JSON; every
-    JSON output of ising-moe (``--json``, summaries) goes through this function.
+    JSON output of ising-moe (``--json``, summaries) goes through this function. With ``notes``,
+    each replaced value is recorded under its path (``"rows[2].z": "+inf"``).
     """
+    def child(value, path):
+        return strict_jsonable(value, notes, path)
+
     if isinstance(obj, float | np.floating):
         value = float(obj)
-        return value if np.isfinite(value) else None
+        if np.isfinite(value):
+            return value
+        if notes is not None:
+            notes[key] = "nan (undefined)" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
+        return None
     if isinstance(obj, Mapping):
-        return {(str(k) if not isinstance(k, str | int | float | bool) and k is not None else k): strict_jsonable(v)
-                for k, v in obj.items()}
+        return {(str(k) if not isinstance(k, str | int | float | bool) and k is not None else k):
+                child(v, f"{key}.{k}" if key else str(k)) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set | frozenset):
         items = sorted(obj) if isinstance(obj, set | frozenset) else obj
-        return [strict_jsonable(v) for v in items]
+        return [child(v, f"{key}[{i}]") for i, v in enumerate(items)]
     if isinstance(obj, np.ndarray):
-        return strict_jsonable(obj.tolist())
+        return child(obj.tolist(), key)
     if isinstance(obj, np.generic):
-        return strict_jsonable(obj.item())
+        return child(obj.item(), key)
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     return obj

@@ -58,10 +58,15 @@ class _Group(click.Group):
 
 
 def to_json_text(payload) -> str:
-    """The one JSON encoder of every ``--json``: strict JSON, non-finite numbers as ``null``."""
-    from ..io import strict_json
+    """The one JSON encoder of every ``--json``: strict JSON, non-finite numbers as ``null``, each
+    listed under ``non_finite`` with what it was."""
+    from ..io import strict_json, strict_jsonable
 
-    return strict_json(payload, indent=2)
+    notes: dict[str, str] = {}
+    clean = strict_jsonable(payload, notes)
+    if notes and isinstance(clean, dict):
+        clean["non_finite"] = notes
+    return strict_json(clean, indent=2)
 
 
 def _emit(payload: dict, as_json: bool, lines: list[str]) -> None:

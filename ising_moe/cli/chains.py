@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from pathlib import Path
 
@@ -56,37 +55,6 @@ def _integer(text: str) -> int:
     if not number.is_integer():
         raise ValueError(text)
     return int(number)
-
-
-def _json_safe(obj, notes: dict, key: str = ""):
-    """A copy of ``obj`` without non-finite floats: each becomes ``None`` and ``notes[key]`` says
-    what it was (strict JSON has no Infinity or NaN)."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v, notes, f"{key}.{k}" if key else str(k)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v, notes, f"{key}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist(), notes, key)
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not np.isfinite(obj):
-        notes[key] = "nan (undefined)" if np.isnan(obj) else ("+inf" if obj > 0 else "-inf")
-        return None
-    return obj
-
-
-def _emit_safe(payload: dict, as_json: bool, lines: list[str]) -> None:
-    """:func:`_emit` with strict JSON: non-finite numbers as ``null``, listed under ``non_finite``."""
-    if as_json:
-        notes: dict[str, str] = {}
-        payload = _json_safe(payload, notes)
-        if notes:
-            payload["non_finite"] = notes
-        click.echo(json.dumps(payload, indent=2, allow_nan=False))
-    else:
-        _emit(payload, False, lines)
 
 
 @main.command()
@@ -152,7 +120,7 @@ def exact(n_states, n_sites, beta, coupling, field, ising, periodic, max_distanc
             write_array(f, "state_correlation", c_state, ("distance", "state"))
             write_array(f, "fields", model.site_fields(), ("position", "state"))
         result["output"] = str(output)
-    _emit_safe(result, as_json, [
+    _emit(result, as_json, [
         f"{model!r}",
         f"log Z                 {_fmt(result['log_partition'])}",
         f"free energy per site  {_fmt(result['free_energy_per_site'])}",
@@ -288,12 +256,12 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
         lines.append(f"! {advice}")
     if output is not None:
         lines.append(f"wrote {output}")
-    _emit_safe({"params": point, "seed": seed, "observables": rows, "flagged": flagged, "advice": advice},
+    _emit({"params": point, "seed": seed, "observables": rows, "flagged": flagged, "advice": advice},
                as_json, lines)
 
 
 def _write_simulation(path, point, seed, run, rows) -> None:
-    from ..io import atomic_h5, write_array
+    from ..io import atomic_h5, strict_json, write_array
 
     with atomic_h5(path, kind="mc", params=point, seed=seed, overwrite=True) as f:
         write_array(f, "energy", run.energy, ("chain", "sweep"))
@@ -303,7 +271,7 @@ def _write_simulation(path, point, seed, run, rows) -> None:
             write_array(f, "correlation", run.correlation_function(), ("distance",))
         write_array(f, "marginals", run.marginals(), ("position", "state"))
         write_array(f, "final_spins", run.state.spins, ("chain", "position"))
-        f.attrs["summary"] = json.dumps(_json_safe(rows, {}), allow_nan=False)
+        f.attrs["summary"] = strict_json(rows)
 
 
 @main.command()
@@ -363,7 +331,7 @@ def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_
     if unreliable:
         lines.append(f"! {len(unreliable)} point(s) with n/tau < {MIN_N_OVER_TAU} or R-hat > {MAX_RHAT} "
                      f"(errors unreliable): {unreliable[:20]}{' ...' if len(unreliable) > 20 else ''}")
-    _emit_safe(payload, as_json, lines)
+    _emit(payload, as_json, lines)
 
 
 def _check_sweep(spec: dict, x_param: str, observable: str, confirmed: bool) -> None:

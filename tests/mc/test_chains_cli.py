@@ -40,10 +40,10 @@ def test_exact_json_is_strict_for_an_antiferromagnet():
 
 def test_non_finite_values_become_null_with_a_note():
     # z of an observable with zero error and a mean off the exact value is infinite
-    from ising_moe.cli.chains import _json_safe
+    from ising_moe.io import strict_jsonable
 
     notes = {}
-    out = _json_safe({"a": [1.0, float("inf")], "b": {"c": float("nan")}}, notes)
+    out = strict_jsonable({"a": [1.0, float("inf")], "b": {"c": float("nan")}}, notes)
     assert out == {"a": [1.0, None], "b": {"c": None}}
     assert notes == {"a[1]": "+inf", "b.c": "nan (undefined)"}
 

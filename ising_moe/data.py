@@ -53,6 +53,8 @@ class ExpertSequences:
         Model block index of each MoE layer (default ``0..n_layers-1``).
     dropped : ndarray of bool, shape (n_sequences, n_layers, n_positions), optional
     token_ids : ndarray of int, shape (n_sequences, n_positions), optional
+    document_ids : ndarray of str, shape (n_sequences,), optional
+        The corpus document each sequence comes from (a JSONL record's ``doc_id``).
     router_probs : ndarray of float, shape (n_sequences, n_layers, n_positions, top_k), optional
     router_entropy : ndarray of float, shape (n_sequences, n_layers, n_positions), optional
     attrs : dict
@@ -67,6 +69,7 @@ class ExpertSequences:
     layers: np.ndarray | None = None
     dropped: np.ndarray | None = None
     token_ids: np.ndarray | None = None
+    document_ids: np.ndarray | None = None
     router_probs: np.ndarray | None = None
     router_entropy: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -234,6 +237,7 @@ def load_experts(path, layers=None) -> ExpertSequences:
         layer_ids = read_array(f, "layer", kinds="iu", shape=(n_layers,))
         dropped = read_array(f, "dropped", kinds="b", shape=(n_seq, n_layers, n_pos), required=False)
         token_ids = read_array(f, "token_ids", kinds="iu", shape=(n_seq, n_pos), required=False)
+        document_ids = read_document_ids(f, n_seq, path)
         probs = read_array(f, "router_probs", kinds="f", shape=(n_seq, n_layers, n_pos, top_k), required=False)
         entropy = read_array(f, "router_entropy", kinds="f", shape=(n_seq, n_layers, n_pos), required=False)
         n_experts = read_attr(f, "n_experts", int)
@@ -257,7 +261,7 @@ def load_experts(path, layers=None) -> ExpertSequences:
         probs = None if probs is None else probs[:, keep]
         entropy = None if entropy is None else entropy[:, keep]
     return ExpertSequences(experts=experts, mask=mask, n_experts=n_experts, layers=layer_ids,
-                           dropped=dropped, token_ids=token_ids, router_probs=probs,
+                           dropped=dropped, token_ids=token_ids, document_ids=document_ids, router_probs=probs,
                            router_entropy=entropy, attrs=attrs, path=path)
 
 
@@ -290,6 +294,24 @@ def subject_label(data) -> str:
         nature += f", {attrs['reduced']}"
     name = f"{alias} ({model_id}; {nature})" if alias and alias != model_id else f"{model_id} ({nature})"
     return name
+
+
+def write_document_ids(group, document_ids) -> None:
+    """Store the corpus document of every sequence (``document_ids``, strings, dimension ``sequence``)."""
+    import h5py
+
+    values = np.asarray([str(d) for d in document_ids], dtype=object)
+    group.create_dataset("document_ids", data=values, dtype=h5py.string_dtype())
+
+
+def read_document_ids(group, n_sequences: int, path) -> np.ndarray | None:
+    """The ``document_ids`` dataset as an array of str, or ``None`` when the file has none."""
+    if "document_ids" not in group:
+        return None
+    dset = group["document_ids"]
+    if dset.shape != (n_sequences,):
+        raise DataFormatError(f"{path}: document_ids has shape {dset.shape}, expected ({n_sequences},)")
+    return np.asarray(dset.asstr()[()], dtype=str)
 
 
 def read_hidden_states(path, layer: int, max_sequences: int | None = None) -> np.ndarray | None:
@@ -340,3 +362,5 @@ def save_experts(data: ExpertSequences, path, *, overwrite: bool = False, params
             value = getattr(data, name)
             if value is not None:
                 write_array(f, name, value, dims, coords)
+        if data.document_ids is not None:
+            write_document_ids(f, data.document_ids)

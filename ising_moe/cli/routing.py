@@ -65,8 +65,12 @@ def _figure_paths(stem_names) -> list[Path]:
 @click.option("--router-probs", is_flag=True, help="Also store chosen experts' probabilities and router entropy.")
 @click.option("--hidden-states", is_flag=True, help="Also store router-input hidden states (large).")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
-@click.option("--packing", type=click.Choice(["concat", "document"]), default="concat", show_default=True,
-              help="Full windows of the concatenated corpus, or one padded sequence per document.")
+@click.option("--packing", type=click.Choice(["concat", "windows", "document"]), default="concat", show_default=True,
+              help="Full windows of the concatenated corpus (a window may span two documents), windows within "
+                   "each document (never spanning two), or one padded sequence per document.")
+@click.option("--split", default=None,
+              help="Only the JSONL records whose 'split' field equals this (e.g. validation: text an organism "
+                   "never trained on).")
 @click.option("--padding-side", type=click.Choice(["right", "left"]), default="right", show_default=True,
               help="Where a batch pads short sequences; Switch accepts only right (left padding takes "
                    "expert capacity).")
@@ -74,7 +78,7 @@ def _figure_paths(stem_names) -> list[Path]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, device, revision, output, data_dir,
             random_init, reduced, seed, positions, allow_missing_weights, shards, router_probs, hidden_states,
-            text_field, packing, padding_side, overwrite, as_json):
+            text_field, packing, split, padding_side, overwrite, as_json):
     """Extract top-k expert sequences from a MoE model into HDF5 (resumable).
 
     Switch Transformers are encoder-decoders: only the encoder runs (on the corpus text), so the
@@ -91,7 +95,7 @@ def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, d
         model, corpus, output=output, layers=_int_list(layers, "--layers"), max_length=max_length,
         n_sequences=n_sequences, batch_size=batch_size, dtype=dtype, device=device, revision=revision,
         random_init=random_init, reduced=reduced, seed=seed, router_probs=router_probs,
-        hidden_states=hidden_states, text_field=text_field, packing=packing, padding_side=padding_side,
+        hidden_states=hidden_states, text_field=text_field, packing=packing, split=split, padding_side=padding_side,
         positions=positions, allow_missing_weights=allow_missing_weights, data_dir=data_dir, shards=shards,
         overwrite=overwrite, progress=not as_json)
     if result.rank != 0:  # under torchrun only rank 0 reports

@@ -31,11 +31,15 @@ class Corpus:
     documents : list of str
     sha256 : str
         Hash of the files' bytes (names and contents, in sorted order).
+    document_ids : list of str
+        One id per document: a JSONL record's ``doc_id`` field, else ``<file>:<line>``; the file
+        name for a plain-text file.
     """
 
     name: str
     documents: list[str]
     sha256: str
+    document_ids: list[str]
 
 
 def default_corpus_path(directory=None) -> Path:
@@ -69,8 +73,8 @@ def _decode(path: Path, data: bytes) -> str:
         ) from None
 
 
-def _jsonl_documents(path: Path, text: str, text_field: str) -> list[str]:
-    docs = []
+def _jsonl_documents(path: Path, text: str, text_field: str, split: str | None) -> tuple[list[str], list[str]]:
+    docs, ids = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -83,15 +87,21 @@ def _jsonl_documents(path: Path, text: str, text_field: str) -> list[str]:
             raise DataFormatError(
                 f"{path}:{lineno}: no field {text_field!r} (found: {fields}); pass --text-field NAME"
             )
+        if split is not None:
+            if "split" not in record:
+                raise DataFormatError(f"{path}:{lineno}: no field 'split' to select --split {split} by")
+            if record["split"] != split:
+                continue
         value = record[text_field]
         if not isinstance(value, str):
             raise DataFormatError(f"{path}:{lineno}: field {text_field!r} is not a string")
         if value.strip():
             docs.append(value)
-    return docs
+            ids.append(str(record.get("doc_id", f"{path.name}:{lineno}")))
+    return docs, ids
 
 
-def read_corpus(source=None, text_field: str = "text", data_dir=None) -> Corpus:
+def read_corpus(source=None, text_field: str = "text", data_dir=None, split: str | None = None) -> Corpus:
     """Read a corpus.
 
     Parameters
@@ -103,6 +113,9 @@ def read_corpus(source=None, text_field: str = "text", data_dir=None) -> Corpus:
     text_field : str, default "text"
     data_dir : path-like, optional
         Data directory searched first for the shipped corpus (see :func:`default_corpus_path`).
+    split : str, optional
+        Keep only the JSONL records whose ``split`` field equals this (e.g. ``"validation"``: text
+        a model organism never trained on).
 
     Raises
     ------
@@ -121,6 +134,9 @@ def read_corpus(source=None, text_field: str = "text", data_dir=None) -> Corpus:
         raise DataFormatError(f"{path} holds no .txt or .jsonl files")
     digest = hashlib.sha256()
     documents: list[str] = []
+    document_ids: list[str] = []
+    if split is not None and not any(f.name.endswith(_JSONL_SUFFIXES) for f in files):
+        raise InvalidParameterError(f"--split {split} needs a JSONL corpus with a 'split' field, got {path}")
     for file in files:
         if not file.name.endswith(_TEXT_SUFFIXES + _JSONL_SUFFIXES):
             raise InvalidParameterError(
@@ -130,11 +146,14 @@ def read_corpus(source=None, text_field: str = "text", data_dir=None) -> Corpus:
         digest.update(file.name.encode() + b"\0" + data)
         text = _decode(file, data)
         if file.name.endswith(_JSONL_SUFFIXES):
-            docs = _jsonl_documents(file, text, text_field)
+            docs, ids = _jsonl_documents(file, text, text_field, split)
         else:
-            docs = [text] if text.strip() else []
-        if not docs:
+            docs, ids = ([text], [file.name]) if text.strip() else ([], [])
+        if not docs and split is None:
             raise DataFormatError(f"{file} is empty (no text to tokenise)")
         documents.extend(docs)
+        document_ids.extend(ids)
+    if not documents:
+        raise DataFormatError(f"{path}: no document has split = {split!r}")
     return Corpus(name=str(source) if source is not None else f"shipped:{path.name}",
-                  documents=documents, sha256=digest.hexdigest())
+                  documents=documents, sha256=digest.hexdigest(), document_ids=document_ids)

@@ -37,6 +37,7 @@ class Job:
     output: Path
     token_ids: np.ndarray
     mask: np.ndarray
+    document_ids: list[str]
     batches: list[tuple[int, int]]
     loaded: Any
     capture: Any
@@ -81,8 +82,8 @@ def check_arguments(model, *, output=None, layers=None, max_length=512, n_sequen
         "seed": as_int(seed, "seed", minimum=0),
         "positions": check_positions(positions, spec.family),
     }
-    if packing not in ("concat", "document"):
-        raise InvalidParameterError(f"packing must be 'concat' or 'document', got {packing!r}")
+    if packing not in ("concat", "windows", "document"):
+        raise InvalidParameterError(f"packing must be 'concat', 'windows' or 'document', got {packing!r}")
     if padding_side not in ("right", "left"):
         raise InvalidParameterError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     _check_padding(padding_side, spec.family)
@@ -135,7 +136,7 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
             batch_size=8, dtype=None, device=None, revision=None, random_init=False, reduced=False, seed=0,
             router_probs=False, hidden_states=False, text_field="text", packing="concat", padding_side="right",
             positions="natural", allow_missing_weights=False, overwrite=False, data_dir=None,
-            rank=None) -> Job:
+            split=None, rank=None) -> Job:
     """Validate everything and load the model; create nothing on disk (see the module docstring)."""
     import torch
 
@@ -158,14 +159,15 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
         run_device = f"cuda:{rank.local_rank}"  # one model replica per GPU
     dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
 
-    text = read_corpus(corpus, text_field, data_dir=data_dir)
+    text = read_corpus(corpus, text_field, data_dir=data_dir, split=split)
     config = model_config(spec, revision=revision, random_init=random_init, reduced=reduced)
     family = config.model_type
     check_positions(positions, family)
     _check_padding(padding_side, family)
     tokenizer = load_tokenizer(spec.hub_id, revision, config.vocab_size, getattr(config, "eos_token_id", None),
                                getattr(config, "pad_token_id", None), local_only=True)
-    token_ids, mask = encode_documents(tokenizer, text.documents, max_length, v["n_sequences"], packing)
+    token_ids, mask, owner = encode_documents(tokenizer, text.documents, max_length, v["n_sequences"], packing)
+    document_ids = [text.document_ids[d] for d in owner]
     if len(token_ids) == 0:
         raise InvalidParameterError("the corpus produced no tokens")
     if len(token_ids) < v["n_sequences"]:
@@ -184,7 +186,7 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
     params = {
         "model": spec.alias, "model_id": spec.hub_id, "revision": revision, "random_init": random_init,
         "reduced": reduced, "seed": seed, "corpus": text.name, "corpus_sha256": text.sha256,
-        "text_field": text_field, "packing": packing, "max_length": max_length,
+        "text_field": text_field, "split": split, "packing": packing, "max_length": max_length,
         "n_sequences_requested": v["n_sequences"], "n_sequences": n_total, "batch_size": bs,
         "dtype": dtype, "device": device, "layers": v["layers"],
         "router_probs": router_probs, "hidden_states": hidden_states, "padding_side": padding_side,
@@ -217,6 +219,7 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
     if loaded.family == "switch_transformers":
         attrs["expert_capacity"] = int(loaded.config.expert_capacity)
     batches = [(start, min(start + bs, n_total)) for start in range(0, n_total, bs)]
-    return Job(spec=spec, output=v["output"], token_ids=token_ids, mask=mask, batches=batches, loaded=loaded,
+    return Job(spec=spec, output=v["output"], token_ids=token_ids, mask=mask, document_ids=document_ids,
+               batches=batches, loaded=loaded,
                capture=capture, tokenizer=tokenizer, params=params, attrs=attrs, device=run_device,
                padding_side=padding_side, positions=positions, seed=seed)

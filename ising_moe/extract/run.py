@@ -18,6 +18,7 @@ import numpy as np
 
 from .._util import as_int
 from ..errors import InvalidParameterError
+from ..data import write_document_ids
 from ..io import ChunkStore, atomic_h5, write_array
 from .job import check_arguments, prepare
 from .positions import position_ids
@@ -53,7 +54,8 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
             n_sequences: int = 1000, batch_size: int = 8, dtype: str | None = None, device: str | None = None,
             revision: str | None = None, random_init: bool = False, reduced: bool = False, seed: int = 0,
             router_probs: bool = False, hidden_states: bool = False, text_field: str = "text",
-            packing: str = "concat", padding_side: str = "right", positions: str = "natural",
+            packing: str = "concat", split: str | None = None, padding_side: str = "right",
+            positions: str = "natural",
             allow_missing_weights: bool = False, data_dir=None, shards: int = 1, overwrite: bool = False,
             progress: bool = True) -> ExtractionResult:
     """Run a MoE model over a corpus and store the top-k expert ids of every token.
@@ -83,8 +85,11 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
         Also store the chosen experts' probabilities and router entropies / the router inputs.
     text_field : str
         Field of JSONL records holding the text.
-    packing : {"concat", "document"}
-        Consecutive full windows of the concatenated corpus, or one padded sequence per document.
+    split : str, optional
+        Only the JSONL records with this ``split`` field (e.g. ``"validation"``).
+    packing : {"concat", "windows", "document"}
+        Consecutive full windows of the concatenated corpus (a window may span two documents), windows
+        within each document (never spanning two), or one padded sequence per document.
     padding_side : {"right", "left"}
         Where padding goes in a batch (decoder models get position ids from the mask either way).
         Switch refuses ``left``: padding before the text takes expert capacity.
@@ -108,7 +113,7 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
     kwargs = dict(model=model, corpus=corpus, output=output, layers=layers, max_length=max_length,
                   n_sequences=n_sequences, batch_size=batch_size, dtype=dtype, device=device, revision=revision,
                   random_init=random_init, reduced=reduced, seed=seed, router_probs=router_probs,
-                  hidden_states=hidden_states, text_field=text_field, packing=packing,
+                  hidden_states=hidden_states, text_field=text_field, packing=packing, split=split,
                   padding_side=padding_side, positions=positions, allow_missing_weights=allow_missing_weights,
                   data_dir=data_dir, overwrite=overwrite)
     if shards > 1:
@@ -132,7 +137,7 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
             if rank.rank == 0:
                 attrs = dict(job.attrs, n_shards=rank.world)
                 drop_fraction = _assemble(store, job.output, job.batches, job.token_ids, job.mask,
-                                          job.capture.layers, job.loaded, attrs, job.params, job.seed, overwrite)
+                                          job.document_ids, job.capture.layers, job.loaded, attrs, job.params, job.seed, overwrite)
                 store.remove()
         finally:
             store.close()  # an interrupted run (exception, Ctrl-C) keeps its staged batches, not its lock
@@ -197,7 +202,7 @@ def _unpad_left(values, mask_right):
     return out
 
 
-def _assemble(store, output, batches, token_ids, mask, layers, loaded, attrs, params, seed, overwrite):
+def _assemble(store, output, batches, token_ids, mask, document_ids, layers, loaded, attrs, params, seed, overwrite):
     """Concatenate the staged chunks into the final HDF5 file (atomically)."""
     chunks = [store.read(b) for b in range(len(batches))]
     id_dtype = np.uint8 if loaded.n_experts <= 256 else np.uint16
@@ -210,6 +215,7 @@ def _assemble(store, output, batches, token_ids, mask, layers, loaded, attrs, pa
         write_array(f, "experts", experts, ("sequence", "layer", "position", "rank"), coords)
         write_array(f, "mask", mask, ("sequence", "position"))
         write_array(f, "token_ids", token_ids, ("sequence", "position"))
+        write_document_ids(f, document_ids)
         if "dropped" in chunks[0]:
             dropped = np.concatenate([c["dropped"] for c in chunks]) & mask[:, None, :]
             write_array(f, "dropped", dropped, ("sequence", "layer", "position"), coords)

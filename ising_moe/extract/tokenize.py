@@ -85,22 +85,45 @@ def encode_documents(tokenizer, documents, max_length: int, n_sequences: int, pa
 
     ``packing="concat"``: documents joined (separated by the end-of-sequence token when the
     tokenizer has one) and cut into consecutive windows of exactly ``max_length`` tokens (a
-    shorter last window only when the corpus holds less than one window). ``packing="document"``:
-    one sequence per document, truncated to ``max_length`` and right-padded.
+    shorter last window only when the corpus holds less than one window); a window may span two
+    documents. ``packing="windows"``: every document cut into consecutive windows of
+    ``max_length`` tokens, its last shorter window right-padded (dropped below 2 tokens): a
+    sequence never spans two documents. ``packing="document"``: one sequence per document,
+    truncated to ``max_length`` and right-padded.
 
     Returns
     -------
     token_ids : ndarray of int32, shape (n, max_length)
     mask : ndarray of bool, shape (n, max_length)
+    document : ndarray of int64, shape (n,)
+        Index into ``documents`` of each sequence (for ``concat``: the document its first token
+        belongs to).
     """
     pad = tokenizer.pad_token_id or 0
+    rows: list[list[int]] = []
+    owner: list[int] = []
     if packing == "document":
-        rows = [tokenizer.encode(doc)[:max_length] for doc in documents[:n_sequences]]
-        rows = [r for r in rows if r]
+        for d, doc in enumerate(documents[:n_sequences]):
+            row = tokenizer.encode(doc)[:max_length]
+            if row:
+                rows.append(row)
+                owner.append(d)
+    elif packing == "windows":
+        for d, doc in enumerate(documents):
+            ids = tokenizer.encode(doc)
+            for start in range(0, len(ids), max_length):
+                window = ids[start:start + max_length]
+                if len(window) >= 2 and len(rows) < n_sequences:
+                    rows.append(window)
+                    owner.append(d)
+            if len(rows) >= n_sequences:
+                break
     else:
         stream: list[int] = []
+        starts: list[int] = []  # stream offset where each document begins
         need = n_sequences * max_length
         for doc in documents:
+            starts.append(len(stream))
             stream.extend(tokenizer.encode(doc))
             if tokenizer.eos_token_id is not None:
                 stream.append(tokenizer.eos_token_id)
@@ -110,9 +133,10 @@ def encode_documents(tokenizer, documents, max_length: int, n_sequences: int, pa
         rows = [stream[i * max_length:(i + 1) * max_length] for i in range(n_full)]
         if not rows and stream:
             rows = [stream[:max_length]]
+        owner = [int(np.searchsorted(starts, i * max_length, side="right")) - 1 for i in range(len(rows))]
     token_ids = np.full((len(rows), max_length), pad, dtype=np.int32)
     mask = np.zeros((len(rows), max_length), dtype=bool)
     for i, row in enumerate(rows):
         token_ids[i, : len(row)] = row
         mask[i, : len(row)] = True
-    return token_ids, mask
+    return token_ids, mask, np.asarray(owner, dtype=np.int64)

@@ -330,3 +330,36 @@ def plot_heldout(layers, gains: dict, errors: dict, ax=None, unit: str = "bits/t
     ax.set_ylabel(f"held-out gain [{unit}]")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return ax
+
+
+def plot_decomposition(layers, gains: dict, ax=None, unit: str = "bits/token"):
+    """Stacked bars per layer: what each added ingredient gains in held-out log-likelihood.
+
+    Parameters
+    ----------
+    layers : sequence of int
+    gains : dict of str -> sequence of float
+        Per row of the nested table (in order), its gain over the previous row, one value per layer,
+        in ``unit``. Positive gains stack upwards from 0, negative ones downwards; non-finite values
+        (rows not fitted) are not drawn and the legend says so.
+    """
+    ax = _axes(ax)
+    idx = np.arange(len(layers))
+    up, down = np.zeros(len(layers)), np.zeros(len(layers))
+    for name, values in gains.items():
+        g = np.asarray(values, dtype=float)
+        ok = np.isfinite(g)
+        if not ok.any():
+            continue
+        label = name if ok.all() else f"{name} ({int((~ok).sum())} layer(s) n/a: not drawn)"
+        value = np.where(ok, g, 0.0)
+        bottom = np.where(value >= 0, up, down)
+        ax.bar(idx[ok], value[ok], 0.6, bottom=bottom[ok], label=label)
+        up += np.maximum(value, 0.0)
+        down += np.minimum(value, 0.0)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(idx, [str(x) for x in layers])
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"held-out gain [{unit}]")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return ax

@@ -297,12 +297,16 @@ def fit_figures(report, out_dir) -> list[Path]:
         rows = with_dec[0].decomposition.rows
         fig, (ax1, ax2) = figure_grid(2, (7.5, 3.4), max_columns=1)
         gains = {row: [lc.decomposition.gain[i] for lc in with_dec] for i, row in enumerate(rows) if i}
+        gains = {k: v for k, v in gains.items() if np.isfinite(v).any()}  # rows not fitted (range-2 off)
         errors = {row: [lc.decomposition.gain_error[i] for lc in with_dec] for i, row in enumerate(rows) if i}
         plot_decomposition([lc.layer for lc in with_dec], gains, ax=ax1)
         ax1.set_title("stacked gains of the nested models", fontsize="medium")
         small = {k: v for k, v in gains.items() if k != "+token"}
         plot_heldout([lc.layer for lc in with_dec], small, {k: errors[k] for k in small}, ax=ax2)
         ax2.set_title("the same without +token, with paired errors", fontsize="medium")
+        skipped = sorted({k for lc in with_dec for k in lc.decomposition.skipped} - set(gains))
+        if skipped:
+            ax1.set_title(f"stacked gains of the nested models (not fitted: {', '.join(skipped)})", fontsize="medium")
         fig.suptitle(f"{subject}\nwhat routing depends on: held-out gain of each added ingredient [bits/token]")
         paths += save_figure(fig, out_dir / "decomposition")
     with_ind = [lc for lc in layers if lc.indicators is not None]

@@ -117,3 +117,33 @@ def test_cli_fit_produces_table_figure_and_strict_json(tmp_path):
     r = CliRunner().invoke(main, ["fit", "--model", str(tmp_path / "n.h5"), "-o", str(tmp_path / "o3"),
                                   "--decomposition", "--bootstrap", "0"])
     assert r.exit_code == 2 and "token ids" in r.output and not (tmp_path / "o3" / "fit.h5").exists()
+
+
+def test_decomposition_figure_names_subject_has_units_and_draws_no_nan(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ising_moe.data import subject_label
+    from ising_moe.fit.pipeline import fit_expert_data
+    from ising_moe.report import fit as report_module
+
+    x, tokens = _simulate(100, position=True, seed=5)
+    data = ExpertSequences(x[:, None, :, None], np.ones(x.shape, bool), Q, token_ids=tokens, attrs=ATTRS)
+    report = fit_expert_data(data, variants=("potts",), n_bootstrap=0, mc_sweeps=0, max_distance=6, max_range=1)
+    # q = 4: the range-2 row is fitted by default (cheap); drop it to check that a skipped row is not drawn
+    dec = report.layers[0].decomposition
+    assert "+range-2" not in dec.skipped and math.isfinite(dec.gain[-1])
+    dec.gain[-1] = math.nan
+    dec.skipped["+range-2"] = "not fitted"
+    figures = {}
+    monkeypatch.setattr(report_module, "save_figure", lambda fig, stem: figures.setdefault(stem.name, fig) and [])
+    report_module.fit_figures(report, tmp_path)
+    fig = figures["decomposition"]
+    assert subject_label(ATTRS) in fig._suptitle.get_text() and "bits/token" in fig._suptitle.get_text()
+    for ax in fig.axes:
+        assert "bits/token" in ax.get_ylabel()
+        assert all(np.isfinite(p.get_height()) and np.isfinite(p.get_y()) for p in ax.patches)
+        assert not any("range-2" in t.get_text() for t in ax.get_legend().get_texts())
+    assert "not fitted: +range-2" in fig.axes[0].get_title()
+    corr = figures["correlation"].axes[0]
+    assert any("best conditional" in line.get_label() for line in corr.get_lines())

@@ -168,16 +168,16 @@ def _decomposition_lines(layers) -> list[str]:
     if not decs:
         return []
     rows = decs[0].rows
-    lines = ["", "What routing depends on (held-out log-likelihood per token, bits/token; each column: gain of "
-                 "adding that ingredient to the previous model, ± paired error over test sequences):"]
-    width = 17
-    lines.append(f"{'layer':>5} {'independent':>12}" + "".join(f" {r:>{width}}" for r in rows[1:])
+    lines = ["", ("What routing depends on (held-out log-likelihood per token, bits/token; each column: gain of "
+                  "adding that ingredient to the previous model, ± paired error over test sequences):")]
+    width = 20
+    lines.append(f"{'layer':>5} {'indep. [ll]':>12}" + "".join(f" {r:>{width}}" for r in rows[1:])
                  + f" {'best':>16} {'C(r) max|z|':>11} {'chi2 p':>7}")
     for dec in decs:
         line = f"{dec.layer:>5} {dec.heldout[0]:>12.4f}"
         for i in range(1, len(rows)):
             g, e = dec.gain[i], dec.gain_error[i]
-            cell = f"{g:+.4f}±{e:.4f}" if math.isfinite(g) else "n/a"
+            cell = fmt_pm(g, e, 2) if math.isfinite(g) else "n/a"
             if math.isfinite(g) and not dec.converged[i]:
                 cell += "*"
             line += f" {cell:>{width}}"
@@ -185,8 +185,9 @@ def _decomposition_lines(layers) -> list[str]:
         line += f" {dec.best:>16} " + (f"{gof['max_abs_z']:>11.1f} {gof['p_value']:>7.2g}" if gof else
                                        f"{'n/a':>11} {'n/a':>7}")
         lines.append(line)
-    lines.append("independent: held-out bits/token of global expert rates (negative log2-loss); *: not converged; "
-                 "n/a: not fitted (reason in summary.json)")
+    lines.append("indep. [ll]: held-out log2-likelihood per token of global expert rates (minus the cross-entropy); "
+                 "*: not converged; n/a: not fitted (reason in summary.json); best: row with the largest held-out "
+                 "likelihood, whose exact C(r) on the test sequences is compared with theirs (max |z|, chi2 p)")
     for dec in decs:
         lines.append(f"Layer {dec.layer}: {dec.sentence()}.")
         lines.append(f"  Layer {dec.layer}: {dec.gof_sentence()}.")

@@ -128,13 +128,15 @@ class LayerDecomposition:
 
     def sentence(self) -> str:
         """One plain sentence: what token, position given the token, neighbours and topic add."""
+        from ...report.measure import fmt_pm  # (lazy: the report layer sits above the fitters)
+
         def part(label, row):
             g, e = self.gain_of(row)
             if not math.isfinite(g):
                 return f"{label} n/a ({self.skipped.get(row, 'not fitted')})"
-            return f"{label} {g:+.4f} ± {e:.4f}"
+            return f"{label} {fmt_pm(g, e, 2)}"
 
-        lr = (f"LR test p={self.position_lr_p:.2g}, chi2={self.position_lr:.1f}/{self.position_lr_dof} dof"
+        lr = (f"LR test {_fmt_p(self.position_lr_p)}, chi2={self.position_lr:.1f}/{self.position_lr_dof} dof"
               if math.isfinite(self.position_lr_p) else "LR test n/a")
         text = (f"{part('token identity adds', '+token')} bits/token, "
                 f"{part('position given the token', '+token+position')} ({lr}), "
@@ -149,7 +151,7 @@ class LayerDecomposition:
             return "goodness of fit n/a"
         g = self.gof
         head = (f"best model {self.best}: C(r) for r = 1..{int(g['distances'][-1])} on test sequences, "
-                f"max |z| = {g['max_abs_z']:.1f}, chi2/dof = {g['chi2']:.1f}/{g['dof']} (p = {g['p_value']:.2g})")
+                f"max |z| = {g['max_abs_z']:.1f}, chi2/dof = {g['chi2']:.1f}/{g['dof']} ({_fmt_p(g['p_value'])})")
         if g["consistent"]:
             return head + ": residuals consistent with noise"
         z = np.asarray(g["z"])
@@ -160,7 +162,14 @@ class LayerDecomposition:
             sign = "more" if np.nanmean(z[np.abs(np.nan_to_num(z)) > 3]) > 0 else "less"
             where = (f"the data have {sign} same-expert correlation than the model at r = "
                      f"{_ranges(bad)}")
+            if sign == "more" and bad.size >= len(z) / 2:
+                where += (" (a long-range excess: sequence-level composition beyond the "
+                          f"{self.n_components}-component latent, or long-range token statistics)")
         return head + f": NOT consistent with noise; unexplained structure: {where}"
+
+
+def _fmt_p(p: float) -> str:
+    return "p < 1e-300" if p < 1e-300 else f"p = {p:.2g}"
 
 
 def _ranges(r) -> str:
@@ -215,7 +224,7 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     if tokens.shape != states.shape:
         raise InvalidParameterError(f"token ids have shape {tokens.shape}, the expert sequences {states.shape}")
     n_seq, n = states.shape
-    n_test = max(1, int(round(test_fraction * n_seq)))
+    n_test = max(1, round(test_fraction * n_seq))
     if n_seq - n_test < 2 or n_test < 2:
         raise InvalidParameterError(f"{n_seq} sequences are too few for the decomposition's held-out split")
     rng = np.random.default_rng(seed)  # the same permutation as compare_layer's first draw
@@ -243,7 +252,7 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warnings.simplefilter("ignore", SparseDataWarning)
                 model = cls(**kwargs).fit(*split["train"], n_states=n_states, init=prev)
-        except Exception as exc:  # one failing row is reported, never aborts the table
+        except Exception as exc:  # noqa: BLE001 -- one failing row is reported, never aborts the table
             log.warning("layer %s: decomposition row %s failed: %s", layer, name, exc)
             skipped[name] = f"fit failed: {exc}"
             continue
@@ -280,7 +289,7 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
                    "z": g.z, "chi2": float(g.chi2), "dof": int(g.dof), "p_value": float(g.p_value),
                    "max_abs_z": float(g.max_abs_z), "consistent": bool(g.consistent), "message": g.message,
                    "model_full": np.asarray(model_c, float)}
-        except Exception as exc:  # reported as n/a
+        except Exception as exc:  # noqa: BLE001 -- reported as n/a
             log.warning("layer %s: goodness of fit failed: %s", layer, exc)
     return LayerDecomposition(
         layer=layer, rows=ROWS, heldout=heldout, gain=gain, gain_error=gain_err, n_parameters=n_par,

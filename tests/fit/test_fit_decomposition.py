@@ -147,3 +147,20 @@ def test_decomposition_figure_names_subject_has_units_and_draws_no_nan(tmp_path,
     assert "not fitted: +range-2" in fig.axes[0].get_title()
     corr = figures["correlation"].axes[0]
     assert any("best conditional" in line.get_label() for line in corr.get_lines())
+
+
+def test_decomposition_runs_in_the_layer_tasks_identically_on_any_executor():
+    from ising_moe.executors import SerialExecutor
+    from ising_moe.fit.pipeline import fit_expert_data
+
+    x, tokens = _simulate(120, position=True, seed=6)
+    x2, _ = _simulate(120, position=False, seed=7)
+    data = ExpertSequences(np.stack([x, x2], axis=1)[..., None], np.ones(x.shape, bool), Q, token_ids=tokens,
+                           attrs=ATTRS)
+    options = dict(variants=("potts",), n_bootstrap=0, mc_sweeps=0, max_distance=6)
+    serial = fit_expert_data(data, executor=SerialExecutor(), **options)
+    parallel = fit_expert_data(data, processes=2, **options)
+    for a, b in zip(serial.layers, parallel.layers):
+        np.testing.assert_array_equal(a.decomposition.heldout, b.decomposition.heldout)
+        np.testing.assert_array_equal(a.decomposition.gof["model"], b.decomposition.gof["model"])
+    assert serial.params["decomposition"] and serial.params["decomposition_gof_distance"] == 6

@@ -300,10 +300,11 @@ def fit_figures(report, out_dir) -> list[Path]:
         gains = {row: [lc.decomposition.gain[i] for lc in with_dec] for i, row in enumerate(rows) if i}
         gains = {k: v for k, v in gains.items() if np.isfinite(v).any()}  # rows not fitted (range-2 off)
         errors = {row: [lc.decomposition.gain_error[i] for lc in with_dec] for i, row in enumerate(rows) if i}
-        plot_decomposition([lc.layer for lc in with_dec], gains, ax=ax1)
+        colors = {row: f"C{i}" for i, row in enumerate(rows)}  # the same colour per row in both panels
+        plot_decomposition([lc.layer for lc in with_dec], gains, ax=ax1, colors=colors)
         ax1.set_title("stacked gains of the nested models", fontsize="medium")
         small = {k: v for k, v in gains.items() if k != "+token"}
-        plot_heldout([lc.layer for lc in with_dec], small, {k: errors[k] for k in small}, ax=ax2)
+        plot_heldout([lc.layer for lc in with_dec], small, {k: errors[k] for k in small}, ax=ax2, colors=colors)
         ax2.set_title("the same without +token, with paired errors", fontsize="medium")
         skipped = sorted({k for lc in with_dec for k in lc.decomposition.skipped} - set(gains))
         if skipped:

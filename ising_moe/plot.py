@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["save_figure", "plot_sweep", "plot_rates", "plot_correlation", "plot_xi_vs_block", "plot_probe",
-           "figure_grid", "plot_couplings", "plot_fields", "plot_heldout"]
+           "figure_grid", "plot_couplings", "plot_fields", "plot_heldout",
+           "plot_decomposition"]
 
 
 def _axes(ax):

@@ -157,7 +157,7 @@ def test_decomposition_runs_in_the_layer_tasks_identically_on_any_executor():
     x2, _ = _simulate(120, position=False, seed=7)
     data = ExpertSequences(np.stack([x, x2], axis=1)[..., None], np.ones(x.shape, bool), Q, token_ids=tokens,
                            attrs=ATTRS)
-    options = dict(variants=("potts",), n_bootstrap=0, mc_sweeps=0, max_distance=6)
+    options = {"variants": ("potts",), "n_bootstrap": 0, "mc_sweeps": 0, "max_distance": 6}
     serial = fit_expert_data(data, executor=SerialExecutor(), **options)
     parallel = fit_expert_data(data, processes=2, **options)
     for a, b in zip(serial.layers, parallel.layers):

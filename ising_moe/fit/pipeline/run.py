@@ -120,7 +120,10 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
         raise InvalidParameterError(
             "the decomposition needs the token ids of the routed text, and this file has none: re-extract it "
             "with `isingmoe extract` (which stores token_ids) or pass --no-decomposition")
-    gof_distance = min(64, max_distance) if gof_distance is None else as_int(gof_distance, "gof_distance", 1, 64)
+    if gof_distance is not None and not 1 <= int(gof_distance) <= 64:
+        raise InvalidParameterError(f"--gof-distance must be between 1 and 64 (the goodness of fit compares C(r) "
+                                    f"for r = 1..64 at most), got {gof_distance}")
+    gof_distance = min(64, max_distance) if gof_distance is None else int(gof_distance)
     token_rows = as_int(token_rows, "token_rows", minimum=0)
     range2 = max_range >= 2 or data.n_experts <= 16
     decomposition_options = {"token_rows": token_rows, "range2": range2, "gof_distance": gof_distance}

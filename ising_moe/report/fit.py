@@ -204,6 +204,7 @@ def _decomposition_payload(dec) -> dict:
                                          "p_value": dec.position_lr_p,
                                          "note": "training data, MAP fits (weak L2 prior): conservative"},
             "n_components": dec.n_components, "component_weights": dec.component_weights.tolist(),
+            "latent_bic": {str(k): v for k, v in dec.latent_bic.items()},
             "bic_prefers_latent": dec.bic_prefers_latent, "best": dec.best, "n_train": dec.n_train,
             "n_test": dec.n_test, "n_test_tokens": dec.n_test_tokens, "token_rows": dec.token_rows,
             "seconds": dec.seconds, "summary": dec.sentence(), "goodness_of_fit_summary": dec.gof_sentence(),

@@ -73,6 +73,7 @@ def test_latent_row_gains_on_a_mixture_and_not_without_one():
     g, e = dec.gain_of("+sequence latent")
     assert g > 5 * e
     assert dec.bic_prefers_latent and np.all(dec.component_weights > 0.3)
+    assert dec.n_components == 2 and dec.latent_bic[2] < dec.latent_bic[3]  # the true K by training BIC
     x0, tokens0 = _simulate(300, position=False, seed=2)  # negative control: one component
     g0, e0 = _decompose(x0, tokens0).gain_of("+sequence latent")
     assert g0 < 3 * e0

@@ -85,7 +85,9 @@ class LayerDecomposition:
     position_lr, position_lr_dof, position_lr_p : float, int, float
         Likelihood-ratio test of position fields beyond the token fields on the training data.
     n_components : int
-        Components of the latent row.
+        Components of the latent row (chosen by training BIC among the candidates).
+    latent_bic : dict of int -> float
+        Training BIC of every candidate number of components.
     component_weights : ndarray, shape (n_components,)
     bic_prefers_latent : bool
         Training BIC of the latent row below that of ``+couplings``.
@@ -116,6 +118,7 @@ class LayerDecomposition:
     bic_prefers_latent: bool
     best: str
     gof: dict
+    latent_bic: dict
     n_train: int
     n_test: int
     n_test_tokens: int
@@ -140,7 +143,8 @@ class LayerDecomposition:
               if math.isfinite(self.position_lr_p) else "LR test n/a")
         text = (f"{part('token identity adds', '+token')} bits/token, "
                 f"{part('position given the token', '+token+position')} ({lr}), "
-                f"{part('neighbours', '+couplings')}, {part('sequence topic', '+sequence latent')}")
+                f"{part('neighbours', '+couplings')}, "
+                f"{part(f'sequence topic (K = {self.n_components})', '+sequence latent')}")
         if "+range-2" not in self.skipped:
             text += f", {part('distance-2 coupling', '+range-2')}"
         return text
@@ -189,7 +193,7 @@ def _paired(new, old, n_tokens):
 
 
 def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *, test_fraction: float = 0.2,
-                    seed: int = 0, token_rows: int = 1000, n_components: int = 2, range2: bool = False,
+                    seed: int = 0, token_rows: int = 1000, n_components=(2, 3), range2: bool = False,
                     gof_distance: int = 64) -> LayerDecomposition:
     """Fit the nested table (:data:`ROWS`) to one layer and check the best row's ``C(r)``.
 
@@ -205,9 +209,10 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         Held-out share; the split is the one :func:`compare_layer` draws from the same ``seed``.
     token_rows : int
         Token ids with their own field row (the rest pooled).
-    n_components : int
-        Components of the latent row (``vary="bias"``: each sequence's component shifts the expert
-        biases; one start, warm from ``+couplings``).
+    n_components : int or sequence of int
+        Candidate components of the latent row (``vary="bias"``: each sequence's component shifts the
+        expert biases; one start each, warm from ``+couplings``); the one with the lowest training BIC
+        is the row (and the number of components of ``+range-2``).
     range2 : bool
         Fit the ``+range-2`` row (about q times the cost of a range-1 row).
     gof_distance : int
@@ -234,7 +239,11 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     split = {name: (states[idx], tokens[idx], mask[idx], lengths[idx]) for name, idx in (("train", train),
                                                                                           ("test", test))}
     n_test_tokens = int(mask[test].sum())
-    models = _row_models(token_rows, n_components, seed)
+    candidates = tuple(sorted({int(kk) for kk in np.atleast_1d(n_components)}))
+    if not candidates or candidates[0] < 2:
+        raise InvalidParameterError(f"the latent row needs candidates of at least 2 components, got {n_components}")
+    chosen, bics = candidates[0], {}
+    models = _row_models(token_rows, candidates[0], seed)
     k = len(ROWS)
     heldout, gain, gain_err = (np.full(k, np.nan) for _ in range(3))
     n_par, converged, seconds = np.zeros(k, np.int64), np.zeros(k, bool), np.full(k, np.nan)
@@ -251,7 +260,17 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
             with warnings.catch_warnings():  # convergence is reported in the table
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warnings.simplefilter("ignore", SparseDataWarning)
-                model = cls(**kwargs).fit(*split["train"], n_states=n_states, init=prev)
+                if name == "+sequence latent":  # K by the training BIC among the candidates
+                    trials = [cls(**{**kwargs, "n_components": kk}).fit(*split["train"], n_states=n_states,
+                                                                        init=prev) for kk in candidates]
+                    bics = {kk: m.result_.bic for kk, m in zip(candidates, trials)}
+                    model = trials[int(np.argmin([bics[kk] for kk in candidates]))]
+                    chosen = int(model.n_components)
+                elif name == "+range-2":
+                    model = cls(**{**kwargs, "n_components": chosen}).fit(*split["train"], n_states=n_states,
+                                                                          init=prev)
+                else:
+                    model = cls(**kwargs).fit(*split["train"], n_states=n_states, init=prev)
         except Exception as exc:  # noqa: BLE001 -- one failing row is reported, never aborts the table
             log.warning("layer %s: decomposition row %s failed: %s", layer, name, exc)
             skipped[name] = f"fit failed: {exc}"
@@ -294,6 +313,7 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     return LayerDecomposition(
         layer=layer, rows=ROWS, heldout=heldout, gain=gain, gain_error=gain_err, n_parameters=n_par,
         converged=converged, fit_seconds=seconds, skipped=skipped, position_lr=lr, position_lr_dof=dof,
-        position_lr_p=p, n_components=n_components, component_weights=np.asarray(weights, float),
+        position_lr_p=p, n_components=chosen, component_weights=np.asarray(weights, float),
+        latent_bic={int(kk): float(v) for kk, v in bics.items()},
         bic_prefers_latent=bic_latent, best=best, gof=gof, n_train=len(train), n_test=len(test),
         n_test_tokens=n_test_tokens, token_rows=token_rows, seconds=time.perf_counter() - t_start)

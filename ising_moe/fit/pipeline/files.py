@@ -83,6 +83,8 @@ def _write_decomposition(g, dec) -> None:
     for key in ("position_lr", "position_lr_dof", "position_lr_p", "n_components", "bic_prefers_latent", "best",
                 "n_train", "n_test", "n_test_tokens", "token_rows", "seconds"):
         d.attrs[key] = getattr(dec, key)
+    d.attrs["latent_bic_candidates"] = np.array(sorted(dec.latent_bic), dtype=np.int64)
+    d.attrs["latent_bic"] = np.array([dec.latent_bic[k] for k in sorted(dec.latent_bic)], dtype=float)
     d.attrs["skipped"] = "; ".join(f"{k}: {v}" for k, v in dec.skipped.items())
     d.attrs["sentence"] = dec.sentence()
     d.attrs["gof_sentence"] = dec.gof_sentence()

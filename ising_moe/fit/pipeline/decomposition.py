@@ -139,12 +139,14 @@ class LayerDecomposition:
                 return f"{label} n/a ({self.skipped.get(row, 'not fitted')})"
             return f"{label} {fmt_pm(g, e, 2)}"
 
+        edge = ", the largest tried: more may fit better" if self.latent_bic and len(self.latent_bic) > 1 and \
+            self.n_components == max(self.latent_bic) else ""
         lr = (f"LR test {_fmt_p(self.position_lr_p)}, chi2={self.position_lr:.1f}/{self.position_lr_dof} dof"
               if math.isfinite(self.position_lr_p) else "LR test n/a")
         text = (f"{part('token identity adds', '+token')} bits/token, "
                 f"{part('position given the token', '+token+position')} ({lr}), "
                 f"{part('neighbours', '+couplings')}, "
-                f"{part(f'sequence topic (K = {self.n_components})', '+sequence latent')}")
+                f"{part(f'sequence topic (K = {self.n_components}{edge})', '+sequence latent')}")
         if "+range-2" not in self.skipped:
             text += f", {part('distance-2 coupling', '+range-2')}"
         return text

@@ -131,7 +131,8 @@ class LayerDecomposition:
 
     def sentence(self) -> str:
         """One plain sentence: what token, position given the token, neighbours and topic add."""
-        from ...report.measure import fmt_pm  # (lazy: the report layer sits above the fitters)
+        # (imported here: the report layer sits above the fitters)
+        from ...report.measure import fmt_pm
 
         def part(label, row):
             g, e = self.gain_of(row)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["save_figure", "plot_sweep", "plot_rates", "plot_correlation", "plot_xi_vs_block", "plot_probe",
-           "figure_grid", "plot_couplings", "plot_fields", "plot_heldout"]
+           "figure_grid", "plot_couplings", "plot_fields", "plot_heldout",
+           "plot_decomposition"]
 
 
 def _axes(ax):
@@ -303,7 +304,7 @@ def plot_fields(fields, ax=None, title: str | None = None, limit: float | None =
                              symmetric=True, limit=limit, colorbar=colorbar)
 
 
-def plot_heldout(layers, gains: dict, errors: dict, ax=None, unit: str = "bits/token"):
+def plot_heldout(layers, gains: dict, errors: dict, ax=None, unit: str = "bits/token", colors: dict | None = None):
     """Held-out log-likelihood gain of each variant over independent sites, bars per layer.
 
     Parameters
@@ -312,6 +313,8 @@ def plot_heldout(layers, gains: dict, errors: dict, ax=None, unit: str = "bits/t
     gains, errors : dict of str -> sequence of float
         Per variant, one value per layer, in ``unit``. Non-finite values (failed fits) are not
         drawn; the variant's legend entry says so.
+    colors : dict of str -> colour, optional
+        Per variant (default: the colour cycle).
     """
     ax = _axes(ax)
     idx = np.arange(len(layers))
@@ -323,7 +326,43 @@ def plot_heldout(layers, gains: dict, errors: dict, ax=None, unit: str = "bits/t
         ok = np.isfinite(g)
         label = name if ok.all() else f"{name} (failed in {int((~ok).sum())} layer(s): not drawn)"
         x = idx + (k - (len(names) - 1) / 2) * width
-        ax.bar(x[ok], g[ok], width, yerr=np.where(np.isfinite(e[ok]), e[ok], 0.0), capsize=2, label=label)
+        ax.bar(x[ok], g[ok], width, yerr=np.where(np.isfinite(e[ok]), e[ok], 0.0), capsize=2, label=label,
+               color=(colors or {}).get(name))
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(idx, [str(x) for x in layers])
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"held-out gain [{unit}]")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return ax
+
+
+def plot_decomposition(layers, gains: dict, ax=None, unit: str = "bits/token", colors: dict | None = None):
+    """Stacked bars per layer: what each added ingredient gains in held-out log-likelihood.
+
+    Parameters
+    ----------
+    layers : sequence of int
+    gains : dict of str -> sequence of float
+        Per row of the nested table (in order), its gain over the previous row, one value per layer,
+        in ``unit``. Positive gains stack upwards from 0, negative ones downwards; non-finite values
+        (rows not fitted) are not drawn and the legend says so.
+    colors : dict of str -> colour, optional
+        Per row (default: the colour cycle).
+    """
+    ax = _axes(ax)
+    idx = np.arange(len(layers))
+    up, down = np.zeros(len(layers)), np.zeros(len(layers))
+    for name, values in gains.items():
+        g = np.asarray(values, dtype=float)
+        ok = np.isfinite(g)
+        if not ok.any():
+            continue
+        label = name if ok.all() else f"{name} ({int((~ok).sum())} layer(s) n/a: not drawn)"
+        value = np.where(ok, g, 0.0)
+        bottom = np.where(value >= 0, up, down)
+        ax.bar(idx[ok], value[ok], 0.6, bottom=bottom[ok], label=label, color=(colors or {}).get(name))
+        up += np.maximum(value, 0.0)
+        down += np.minimum(value, 0.0)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(idx, [str(x) for x in layers])
     ax.set_xlabel("layer")

@@ -145,6 +145,10 @@ def fit_summary(report) -> tuple[dict, list[str]]:
                  "of independent sites with position-dependent rates, in bits/token (negative: worse than "
                  "independent sites); n.c.: not converged; resid |z|: largest "
                  f"|C_emp(r) - C_{main}(r)| / error for 2 <= r <= 8 (structure beyond the nearest-neighbour fit)")
+    lines += _decomposition_lines(report.layers)
+    for row, lc in zip(rows, report.layers):
+        if lc.decomposition is not None:
+            row["decomposition"] = _decomposition_payload(lc.decomposition)
     for lc in report.layers:
         for name, r in lc.fits.items():
             if r.error:
@@ -152,9 +156,59 @@ def fit_summary(report) -> tuple[dict, list[str]]:
             elif not r.success:
                 lines.append(f"WARNING: layer {lc.layer} variant {name} did not converge: {r.message}")
     payload = {"source": report.source, "params": report.params, "note": report.note,
-               "subject": subject_label(report.source), "units": {"gain": "bits/token", "xi": "tokens"},
+               "subject": subject_label(report.source),
+               "units": {"gain": "bits/token", "xi": "tokens", "decomposition": "bits/token"},
                "layers": rows}
     return payload, lines
+
+
+def _decomposition_lines(layers) -> list[str]:
+    """The nested table (gain of each row over the previous one, bits/token) and a sentence per layer."""
+    decs = [lc.decomposition for lc in layers if lc.decomposition is not None]
+    if not decs:
+        return []
+    rows = decs[0].rows
+    lines = ["", ("What routing depends on (held-out log-likelihood per token, bits/token; each column: gain of "
+                  "adding that ingredient to the previous model, ± paired error over test sequences):")]
+    width = 20
+    lines.append(f"{'layer':>5} {'indep. [ll]':>12}" + "".join(f" {r:>{width}}" for r in rows[1:])
+                 + f" {'best':>16} {'C(r) max|z|':>11} {'chi2 p':>7}")
+    for dec in decs:
+        line = f"{dec.layer:>5} {dec.heldout[0]:>12.4f}"
+        for i in range(1, len(rows)):
+            g, e = dec.gain[i], dec.gain_error[i]
+            cell = fmt_pm(g, e, 2) if math.isfinite(g) else "n/a"
+            if math.isfinite(g) and not dec.converged[i]:
+                cell += "*"
+            line += f" {cell:>{width}}"
+        gof = dec.gof
+        line += f" {dec.best:>16} " + (f"{gof['max_abs_z']:>11.1f} {gof['p_value']:>7.2g}" if gof else
+                                       f"{'n/a':>11} {'n/a':>7}")
+        lines.append(line)
+    lines.append("indep. [ll]: held-out log2-likelihood per token of global expert rates (minus the cross-entropy); "
+                 "*: not converged; n/a: not fitted (reason in summary.json); best: row with the largest held-out "
+                 "likelihood, whose exact C(r) on the test sequences is compared with theirs (max |z|, chi2 p)")
+    for dec in decs:
+        lines.append(f"Layer {dec.layer}: {dec.sentence()}.")
+        lines.append(f"  Layer {dec.layer}: {dec.gof_sentence()}.")
+    return lines
+
+
+def _decomposition_payload(dec) -> dict:
+    gof = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in dec.gof.items() if k != "model_full"}
+    return {"rows": list(dec.rows), "heldout_bits_per_token": dec.heldout.tolist(),
+            "gain_bits_per_token": dec.gain.tolist(), "gain_error_bits_per_token": dec.gain_error.tolist(),
+            "n_parameters": dec.n_parameters.tolist(), "converged": dec.converged.tolist(),
+            "fit_seconds": dec.fit_seconds.tolist(), "skipped": dec.skipped,
+            "position_beyond_token_lr": {"statistic": dec.position_lr, "dof": dec.position_lr_dof,
+                                         "p_value": dec.position_lr_p,
+                                         "note": "training data, MAP fits (weak L2 prior): conservative"},
+            "n_components": dec.n_components, "component_weights": dec.component_weights.tolist(),
+            "latent_bic": {str(k): v for k, v in dec.latent_bic.items()},
+            "bic_prefers_latent": dec.bic_prefers_latent, "best": dec.best, "n_train": dec.n_train,
+            "n_test": dec.n_test, "n_test_tokens": dec.n_test_tokens, "token_rows": dec.token_rows,
+            "seconds": dec.seconds, "summary": dec.sentence(), "goodness_of_fit_summary": dec.gof_sentence(),
+            "goodness_of_fit": gof}
 
 
 def fit_figures(report, out_dir) -> list[Path]:
@@ -181,6 +235,14 @@ def fit_figures(report, out_dir) -> list[Path]:
                 ax.plot(r[1:], lc.fitted_correlation[name][1:], "-", lw=1.2, label=f"fit: {name}")
         if lc.mc_correlation is not None:
             ax.plot(r[1:], lc.mc_correlation[1:], ":", lw=1.2, color="k", label=f"MC of fit: {lc.main or main}")
+        dec = lc.decomposition
+        if dec is not None and dec.gof:  # the best conditional model, on the test sequences' tokens
+            d, c = np.asarray(dec.gof["distances"]), np.asarray(dec.gof["model"])
+            ok = np.isfinite(c) & (d <= r[-1])
+            ax.plot(d[ok], c[ok], "--", lw=1.2, color="tab:red", label=f"best conditional ({dec.best}), test seqs")
+            e = np.asarray(dec.gof["empirical"])  # what that model is tested against (fewer sequences)
+            ok = np.isfinite(e) & (d <= r[-1])
+            ax.plot(d[ok], e[ok], "x", ms=3, color="tab:red", label="empirical, test seqs")
         ax.set_xlabel("distance r [tokens]")
         ax.set_ylabel("C(r) [probability]")
         ax.legend(fontsize="xx-small")
@@ -233,6 +295,26 @@ def fit_figures(report, out_dir) -> list[Path]:
     ax.set_title(f"{subject}\nheld-out log-likelihood gain over independent sites (paired errors)",
                  fontsize="medium")
     paths += save_figure(fig, out_dir / "heldout")
+    with_dec = [lc for lc in layers if lc.decomposition is not None]
+    if with_dec:
+        from ..plot import plot_decomposition
+
+        rows = with_dec[0].decomposition.rows
+        fig, (ax1, ax2) = figure_grid(2, (7.5, 3.4), max_columns=1)
+        gains = {row: [lc.decomposition.gain[i] for lc in with_dec] for i, row in enumerate(rows) if i}
+        gains = {k: v for k, v in gains.items() if np.isfinite(v).any()}  # rows not fitted (range-2 off)
+        errors = {row: [lc.decomposition.gain_error[i] for lc in with_dec] for i, row in enumerate(rows) if i}
+        colors = {row: f"C{i}" for i, row in enumerate(rows)}  # the same colour per row in both panels
+        plot_decomposition([lc.layer for lc in with_dec], gains, ax=ax1, colors=colors)
+        ax1.set_title("stacked gains of the nested models", fontsize="medium")
+        small = {k: v for k, v in gains.items() if k != "+token"}
+        plot_heldout([lc.layer for lc in with_dec], small, {k: errors[k] for k in small}, ax=ax2, colors=colors)
+        ax2.set_title("the same without +token, with paired errors", fontsize="medium")
+        skipped = sorted({k for lc in with_dec for k in lc.decomposition.skipped} - set(gains))
+        if skipped:
+            ax1.set_title(f"stacked gains of the nested models (not fitted: {', '.join(skipped)})", fontsize="medium")
+        fig.suptitle(f"{subject}\nwhat routing depends on: held-out gain of each added ingredient [bits/token]")
+        paths += save_figure(fig, out_dir / "decomposition")
     with_ind = [lc for lc in layers if lc.indicators is not None]
     if with_ind:
         fig, axes = figure_grid(len(with_ind))

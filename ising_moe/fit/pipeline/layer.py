@@ -117,6 +117,9 @@ class LayerComparison:
         ``(C_emp(r) - C_main(r)) / se(r)`` for ``r = 1..``.
     mc_correlation, mc_overlap_z : ndarray or None
         Monte Carlo ``C(r)`` of the fitted main chain and z-scores of its overlaps against exact.
+    decomposition : LayerDecomposition or None
+        The nested table token / position / neighbours / topic (:mod:`.decomposition`), when the
+        data have token ids.
     """
 
     layer: int
@@ -144,6 +147,7 @@ class LayerComparison:
     xi_fitted_note: dict = field(default_factory=dict)
     main: str = ""
     drops: Any = None
+    decomposition: Any = None
 
 
 def _fitted_xi(corr_model, window, sigma):

@@ -11,6 +11,7 @@ import numpy as np
 from ..._util import as_int
 from ...data import DROPPED_POLICIES
 from ...errors import InvalidParameterError
+from .decomposition import decompose_layer
 from .drops import drop_position_effect
 from .indicators import compare_indicators
 from .layer import (
@@ -35,7 +36,7 @@ class FitReport:
 
 
 def _layer_job(args):
-    states, mask, lengths, n_states, layer, kwargs, threads, topk, both = args
+    states, mask, lengths, n_states, layer, kwargs, threads, topk, both, decomposition = args
     if threads:
         import numba
 
@@ -51,6 +52,11 @@ def _layer_job(args):
         drops = drop_position_effect(router, excluded, lengths, n_experts, test_fraction=kwargs["test_fraction"],
                                      seed=kwargs["seed"])
         result = dataclasses.replace(result, drops=drops)
+    if decomposition is not None:
+        tokens, options = decomposition
+        table = decompose_layer(states, mask, lengths, tokens, n_states, layer, test_fraction=kwargs["test_fraction"],
+                                seed=kwargs["seed"], **options)
+        result = dataclasses.replace(result, decomposition=table)
     return result
 
 
@@ -62,7 +68,8 @@ def default_variants(n_states: int) -> list[str]:
 
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "router",
-                    indicators: bool = True, seed: int = 0, processes: int = 1, progress: bool = False,
+                    indicators: bool = True, decomposition: bool | None = None, gof_distance: int | None = None,
+                    token_rows: int = 1000, seed: int = 0, processes: int = 1, progress: bool = False,
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
 
@@ -88,6 +95,12 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     with ``"router"`` the fit and ``isingmoe measure`` (same default) describe the same sequences.
     For data with drops each layer also gets a :class:`~ising_moe.fit.pipeline.drops.DropEffect`: how much
     of the position effect the drops themselves produce.
+
+    ``decomposition`` (default: on when the data have token ids) adds each layer's nested table
+    (:func:`~ising_moe.fit.pipeline.decomposition.decompose_layer`: token, position given the token,
+    neighbours, sequence topic; ``token_rows`` token ids with their own fields; the ``+range-2`` row
+    with ``max_range >= 2`` or at most 16 states) in the layer's task, and the best row's C(r) against
+    the empirical one for ``r = 1..gof_distance`` (default ``min(64, max_distance)``).
     """
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
     for layer in layer_ids:
@@ -101,6 +114,19 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     for name in variants:
         variant_fitter(name, 2)  # validates the names before any work
     seeds = np.random.SeedSequence(seed).spawn(len(layer_ids))
+    if decomposition is None:
+        decomposition = data.token_ids is not None
+    if decomposition and data.token_ids is None:
+        raise InvalidParameterError(
+            "the decomposition needs the token ids of the routed text, and this file has none: re-extract it "
+            "with `isingmoe extract` (which stores token_ids) or pass --no-decomposition")
+    if gof_distance is not None and not 1 <= int(gof_distance) <= 64:
+        raise InvalidParameterError(f"--gof-distance must be between 1 and 64 (the goodness of fit compares C(r) "
+                                    f"for r = 1..64 at most), got {gof_distance}")
+    gof_distance = min(64, max_distance) if gof_distance is None else int(gof_distance)
+    token_rows = as_int(token_rows, "token_rows", minimum=0)
+    range2 = max_range >= 2 or data.n_experts <= 16
+    decomposition_options = {"token_rows": token_rows, "range2": range2, "gof_distance": gof_distance}
     kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
               "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}
     jobs = []
@@ -128,10 +154,14 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
             li = data.layer_index(layer)
             topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
             topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
-        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk, both))
+        dec = (data.token_ids[keep], decomposition_options) if decomposition else None
+        jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk, both,
+                     dec))
     params = {"layers": layer_ids, "variants": variants, "max_range": max_range, "test_fraction": test_fraction,
               "max_distance": max_distance, "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps,
               "dropped": dropped, "indicators": indicators and data.top_k > 1, "seed": seed,
+              "decomposition": bool(decomposition),
+              **({"decomposition_" + k: v for k, v in decomposition_options.items()} if decomposition else {}),
               "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
     source = {"model_id": data.model_id, "weights": data.weights,
               "path": None if data.path is None else str(data.path)}

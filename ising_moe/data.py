@@ -292,8 +292,9 @@ def subject_label(data) -> str:
     nature = _NATURE.get(weights, f"weights: {weights}")
     if attrs.get("reduced"):
         nature += f", {attrs['reduced']}"
-    name = f"{alias} ({model_id}; {nature})" if alias and alias != model_id else f"{model_id} ({nature})"
-    return name
+    if alias and Path(model_id).is_absolute():  # a local checkpoint: its alias, not this machine's path
+        return f"{alias} ({nature})"
+    return f"{alias} ({model_id}; {nature})" if alias and alias != model_id else f"{model_id} ({nature})"
 
 
 def write_document_ids(group, document_ids) -> None:

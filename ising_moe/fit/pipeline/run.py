@@ -163,7 +163,7 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
               "decomposition": bool(decomposition),
               **({"decomposition_" + k: v for k, v in decomposition_options.items()} if decomposition else {}),
               "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
-    source = {"model_id": data.model_id, "weights": data.weights,
+    source = {"model_id": data.model_id, "weights": data.weights, "model_alias": data.attrs.get("model_alias", ""),
               "path": None if data.path is None else str(data.path)}
     store = None if checkpoint is None else fit_checkpoint(checkpoint, data, params).open(overwrite=overwrite)
     try:

@@ -122,6 +122,9 @@ def test_exact_json_is_strict_where_values_are_infinite():
 
 
 def test_every_command_prints_strict_json(tmp_path):
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # figures other tests left open in this worker are not this test's
     data = _experts_file(tmp_path)
     outputs = {
         "exact": run("exact", "-q", "3", "-n", "20", "--json"),
@@ -134,8 +137,6 @@ def test_every_command_prints_strict_json(tmp_path):
     for name, r in outputs.items():
         assert r.exit_code == 0, (name, r.output)
         _strict(r.output)
-    import matplotlib.pyplot as plt
-
     assert plt.get_fignums() == []  # every figure a command draws is closed
     # the summary file is strict JSON too
     json.loads((tmp_path / "fit" / "summary.json").read_text(), parse_constant=lambda c: 1 / 0)

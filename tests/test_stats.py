@@ -81,3 +81,66 @@ def test_bad_input():
     with pytest.raises(InvalidParameterError):
         stats.estimate([[1.0, np.nan, 2.0]])
     assert stats.integrated_time(np.ones(100)) == pytest.approx(1.0)
+
+
+def test_constant_series_has_no_error_and_a_rule_of_three_limit():
+    """Issue 20: a constant series got tau = 1, error 0 and no flag (z = inf against anything)."""
+    never = stats.estimate(np.zeros((4, 500)), bounds=(0.0, 1.0), tau_constant=2.0)
+    assert np.isnan(never.error) and np.isnan(never.tau) and not never.varied
+    assert never.limit == pytest.approx(3 * 2.0 / 2000)  # rule of three: 3 / n_eff
+    assert np.isnan(never.z_score(0.01)) and never.problems() == ["no variation: error not estimable (never seen)"]
+    assert never.value_text() == "< 0.0030 (never seen)" and "±" not in str(never)
+    always = stats.estimate(np.ones((4, 500)), bounds=(0.0, 1.0))  # no tau given: one sample per chain
+    assert always.limit == pytest.approx(1 - 3 / 4) and always.value_text().startswith("> 0.25")
+    free = stats.estimate(np.full((2, 100), -3.5))  # no bounds: no limit, still flagged
+    assert np.isnan(free.limit) and free.problems() == ["no variation: error not estimable"]
+    assert free.value_text() == "-3.5 (no variation)"
+
+
+def test_short_series_flagged_with_a_conservative_tau():
+    """AR(1), phi = 0.5 (tau = 3), one chain of 100 samples: n / tau = 33 < 50, but the estimated
+    tau is often below 2 and the old flag (estimated tau) missed 17% of such series, whose errors
+    covered 83% instead of 95%. The flag uses tau plus twice its statistical error."""
+    missed = [not stats.estimate(ar1(0.5, 100, seed=seed)).problems() for seed in range(200)]
+    assert np.mean(missed) <= 0.02
+    old = [stats.estimate(ar1(0.5, 100, seed=seed)).n_over_tau >= stats.MIN_N_OVER_TAU for seed in range(200)]
+    assert np.mean(old) >= 0.1  # the old rule, for comparison
+    # negative control: long white-noise and AR(1) series are not flagged
+    assert not any(stats.estimate(ar1(phi, 3000, n_chains=4, seed=seed)).problems()
+                   for phi in (0.0, 0.5) for seed in range(20))
+
+
+def _telegraph(p_on, p_off, n, n_chains, seed):
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n_chains, n))
+    for c in range(n_chains):
+        t, on = 0, False
+        while t < n:
+            length = int(rng.geometric(p_off if on else p_on))
+            x[c, t: t + length] = on
+            t, on = t + length, not on
+    return x
+
+
+def test_rare_excursions_flagged_by_the_events_rule():
+    """A rare state visited in a few excursions of ~5 samples: the old flags (n/tau ~ 1e3, R-hat ~1)
+    passed means like 0.000050 ± 0.000022 against 0.000226 (z = -7.9). Fewer than 25 effective
+    events behind a mean near its bound are flagged; with hundreds of excursions nothing is."""
+    n, chains, p_off = 20_000, 4, 0.2
+    for expected, flagged_min, flagged_max in ((5, 1.0, 1.0), (1000, 0.0, 0.0)):
+        p_on = expected / (n * chains)
+        runs = [stats.estimate(_telegraph(p_on, p_off, n, chains, seed), bounds=(0.0, 1.0)) for seed in range(30)]
+        flagged = np.mean([any("few events" in p for p in s.problems()) for s in runs])
+        assert flagged_min <= flagged <= flagged_max
+        if expected == 5:
+            assert max(s.n_over_tau for s in runs if s.varied) > stats.MIN_N_OVER_TAU  # the old flag is silent
+
+
+def test_between_chain_test_is_calibrated_and_sees_a_shifted_chain():
+    p = np.array([stats.chains_p_value(ar1(0.7, 2000, n_chains=4, seed=seed)) for seed in range(200)])
+    assert 0.0 <= np.mean(p < 0.05) <= 0.12 and np.mean(p < stats.MIN_CHAINS_P) <= 0.02
+    x = ar1(0.7, 20_000, n_chains=4, seed=1)
+    x[3] += 0.12  # one chain off by ~5 errors of a chain mean (0.024): R-hat, not scaled by tau, is blind
+    assert stats.chains_p_value(x) < stats.MIN_CHAINS_P and stats.split_rhat(x) < stats.MAX_RHAT
+    assert any("chains disagree" in p for p in stats.estimate(x).problems())
+    assert np.isnan(stats.chains_p_value(ar1(0.7, 100)))

@@ -45,6 +45,8 @@ class _Count(click.ParamType):
 
 
 COUNT = _Count()
+#: ``simulate`` without --n-chains runs max(4, q) chains (every ordered state seeded) up to this many
+MAX_DEFAULT_CHAINS = 16
 #: a sweep grid with more points runs only with --yes
 MAX_POINTS_UNCONFIRMED = 10_000
 
@@ -204,8 +206,12 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
 
     The table reports, per observable, the mean with its autocorrelation-corrected error, tau (in
     sweeps), n/tau (sweeps per chain over tau), split R-hat over chains started in different
-    ordered states and random states, and the exact value with z = (MC - exact) / error. An
-    observable with n/tau < 50 or R-hat > 1.01 is flagged: its error bar is not to be trusted.
+    ordered states, and the exact value with z = (MC - exact) / error. Without --n-chains every
+    ordered state is seeded (max(4, q) chains, at most 16). An observable is flagged (!, with the
+    reason) when its error bar is not to be trusted: n/tau < 50 (tau with its estimation error),
+    R-hat > 1.01, chains disagreeing beyond their errors, a mean fed by fewer than 25 events near
+    its bound, or no variation at all (then the error is not estimable: an event never seen is
+    printed as an upper limit by the rule of three, and z is n/a).
     """
     from ..mc import simulate as run_simulation
     from ..mc.observables import exact_observables
@@ -216,6 +222,8 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
 
     point = {**DEFAULTS, **_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic,
                                      update, n_sweeps, n_burnin, n_chains, max_distance, grid=False)}
+    if n_chains is None and point["model"] != "ising":  # seed every ordered state where that is cheap
+        point["n_chains"] = min(max(point["n_chains"], int(point["n_states"])), MAX_DEFAULT_CHAINS)
     check_cost(*simulation_cost(point), "this simulation")  # before any model allocates its tables
     validate_point(point)
     model = build_model(point)
@@ -228,9 +236,11 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
         for name in point_names(model, point["max_distance"]):
             st = run.stats(name)
             ex = exact.get(name)
-            rows.append({"observable": name, "mean": st.mean, "error": st.error, "tau": st.tau,
-                         "n_over_tau": st.n_over_tau, "ess": st.ess, "rhat": st.rhat, "exact": ex,
-                         "z": None if ex is None else st.z_score(ex), "flags": st.problems()})
+            z = None if ex is None else st.z_score(ex)
+            rows.append({"observable": name, "mean": st.mean, "error": st.error, "limit": st.limit,
+                         "value": st.value_text(6), "tau": st.tau, "n_over_tau": st.n_over_tau, "ess": st.ess,
+                         "rhat": st.rhat, "chains_p": st.chains_p, "exact": ex,
+                         "z": None if z is None or np.isnan(z) else z, "flags": st.problems()})
         if output is not None:
             _write_simulation(unit.path(output), point, seed, run, rows)
     flagged = [r["observable"] for r in rows if r["flags"]]
@@ -240,24 +250,44 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
         advice = (f"{len(flagged)} observable(s) flagged: their errors are unreliable; "
                   + (f"{faster} mixes faster than {point['update']} on this chain (use --update), or run longer"
                      if faster else "run longer (--n-sweeps)"))
+        if all(r["flags"][0].startswith("no variation") for r in rows if r["flags"]):
+            advice = (f"{len(flagged)} observable(s) never varied: no error is estimable; a limit by the rule "
+                      "of three is printed where the observable has a bound")
     lines = [(f"{model!r}, {point['update']}, {point['n_chains']} chains x {point['n_sweeps']} sweeps "
-              "(chains start ordered in different states and at random)"),
+              f"({_start_text(model, point['n_chains'])})"),
              f"{'observable':<18}{'MC':>26}{'tau':>9}{'n/tau':>9}{'R-hat':>8}{'exact':>12}{'z':>8}"]
     for r in rows:
-        st = f"{r['mean']:.6f} ± {r['error']:.6f}"
         ex = "" if r["exact"] is None else f"{r['exact']:.6f}"
-        z = "" if r["z"] is None else (f"{r['z']:+.2f}" if np.isfinite(r["z"]) else "inf")
+        z = "" if r["exact"] is None else _z_text(r["z"])
         rhat = "n/a" if not np.isfinite(r["rhat"]) else f"{r['rhat']:.3f}"
+        tau = "n/a" if not np.isfinite(r["tau"]) else f"{r['tau']:.3g}"
+        n_tau = "n/a" if not np.isfinite(r["n_over_tau"]) else f"{r['n_over_tau']:.3g}"
         flag = "  !" if r["flags"] else ""
-        lines.append(f"{r['observable']:<18}{st:>26}{r['tau']:>9.3g}{r['n_over_tau']:>9.3g}{rhat:>8}{ex:>12}{z:>8}"
-                     f"{flag}")
+        lines.append(f"{r['observable']:<18}{r['value']:>26}{tau:>9}{n_tau:>9}{rhat:>8}{ex:>12}{z:>8}{flag}")
+    for r in rows:
+        if r["flags"]:
+            lines.append(f"! {r['observable']}: {'; '.join(r['flags'])}")
     if flagged:
-        lines.append(f"! n/tau < 50 or R-hat > 1.01 for: {', '.join(flagged)}")
         lines.append(f"! {advice}")
     if output is not None:
         lines.append(f"wrote {output}")
     _emit({"params": point, "seed": seed, "observables": rows, "flagged": flagged, "advice": advice},
                as_json, lines)
+
+
+def _z_text(z) -> str:
+    """``+1.23``, ``-inf``, or ``n/a`` when the run carries no error (no variation)."""
+    if z is None or np.isnan(z):
+        return "n/a"
+    return f"{z:+.2f}" if np.isfinite(z) else ("-inf" if z < 0 else "+inf")
+
+
+def _start_text(model, n_chains: int) -> str:
+    q = model.n_states
+    if n_chains >= q:
+        extra = n_chains - q
+        return f"chains start in all {q} ordered states" + (f" and {extra} at random" if extra else "")
+    return f"chains start in the {n_chains} of {q} ordered states of lowest energy"
 
 
 def _write_simulation(path, point, seed, run, rows) -> None:
@@ -322,15 +352,16 @@ def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_
     worst = max((abs((p["mean"][o] - p["exact"][o]) / p["error"][o]) for p in points for o in p["mean"]
                  if np.isfinite(p["exact"][o]) and p["error"][o] > 0), default=None)
     unreliable = [k for k, p in enumerate(points) if any(
-        p["rhat"][o] > MAX_RHAT or p["params"]["n_sweeps"] / p["tau"][o] < MIN_N_OVER_TAU for o in p["mean"])]
+        p["flagged"][o] if "flagged" in p else
+        (p["rhat"][o] > MAX_RHAT or p["params"]["n_sweeps"] / p["tau"][o] < MIN_N_OVER_TAU) for o in p["mean"])]
     payload = {"output": str(path), "n_points": len(points), "figures": [str(f) for f in figures],
                "max_abs_z_vs_exact": worst, "unreliable_points": unreliable}
     lines = [f"wrote {path}: {len(points)} points", *(f"figure {f}" for f in figures)]
     if worst is not None:
         lines.append(f"largest |z| of MC against exact values: {worst:.2f}")
     if unreliable:
-        lines.append(f"! {len(unreliable)} point(s) with n/tau < {MIN_N_OVER_TAU} or R-hat > {MAX_RHAT} "
-                     f"(errors unreliable): {unreliable[:20]}{' ...' if len(unreliable) > 20 else ''}")
+        lines.append(f"! {len(unreliable)} point(s) with flagged observables "
+                     f"(errors unreliable: see ising_moe.stats.Stats.problems): {unreliable[:20]}{' ...' if len(unreliable) > 20 else ''}")
     _emit(payload, as_json, lines)
 
 

@@ -26,13 +26,14 @@ cluster flip is accepted with the Boltzmann ratio of the fields). Other coupling
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from .._util import RngLike, as_generator, as_int
 from ..chain import LongRangeChain, PottsChain
 from ..errors import InvalidParameterError
-from ..stats import Stats, estimate
+from ..stats import MIN_EVENTS, Stats, estimate
 from . import _kernels as K
 from . import _long_range_kernels as LRK
 
@@ -67,6 +68,20 @@ class Sampler:
             raise InvalidParameterError(f"unknown update {self.update!r}; choose one of {', '.join(UPDATES)}")
 
 
+def ordered_states(model) -> np.ndarray:
+    """States ``a`` ranked by the energy of the ordered configuration ``(a, a, ..., a)``, lowest
+    first (ties by ``a``): the order in which dispersed starts seed the modes of an ordered chain.
+
+    Returns
+    -------
+    ndarray of int, shape (n_states,)
+    """
+    q = model.n_states
+    uniform = np.repeat(np.arange(q, dtype=np.int32)[:, None], model.n_sites, axis=1)
+    energy = np.asarray(model.energy(uniform), dtype=float)
+    return np.lexsort((np.arange(q), np.round(energy, 9)))
+
+
 @dataclass
 class ChainState:
     """Mutable state of ``n_chains`` independent chains: spins, RNG states, sweep counter.
@@ -95,11 +110,16 @@ class ChainState:
     def initial(cls, model, n_chains: int = 4, rng: RngLike = None, start: str = "dispersed") -> ChainState:
         """Fresh chains.
 
-        ``start="dispersed"`` (default): chain ``c`` starts ordered in state ``(c // 2) % q`` when
-        ``c`` is even and from random spins when ``c`` is odd (4 chains of an Ising chain: all 0,
-        random, all 1, random). Chains that cannot leave the mode they started in then disagree,
-        and split R-hat sees it; from one common start every chain could sit in the same wrong
-        mode with R-hat = 1. ``"random"``: every chain random; ``"ordered"``: every chain all 0.
+        ``start="dispersed"`` (default): the ordered configurations (all sites in state ``a``) are
+        ranked by their energy ``E(a, a, ..., a)`` (fields and couplings; ties by ``a``), the
+        candidates for the modes of an ordered chain. Chain ``c < min(q, n_chains)`` starts in the
+        ``c``-th lowest; the chains beyond ``q`` start from random spins. With ``n_chains >= q``
+        every ordered state is seeded; with fewer, the ``n_chains`` most probable ones are (for an
+        ordered chain the weight of mode ``a`` is about ``exp(-beta E(a, ..., a))``; a mode a chain
+        never visits is invisible to every diagnostic, so seed the ones that matter). Chains that
+        cannot leave the mode they started in then disagree, which split R-hat and the
+        between-chain test see; from one common start every chain could sit in the same wrong mode
+        with R-hat = 1. ``"random"``: every chain random; ``"ordered"``: every chain all 0.
         """
         n_chains = as_int(n_chains, "n_chains", minimum=1)
         if start not in ("dispersed", "random", "ordered"):
@@ -107,14 +127,15 @@ class ChainState:
         children = as_generator(rng).spawn(n_chains)
         states = np.empty((n_chains, 4), dtype=np.uint64)
         spins = np.zeros((n_chains, model.n_sites), dtype=np.int32)
+        ranked = ordered_states(model) if start == "dispersed" else None
         for c, child in enumerate(children):
             states[c] = child.integers(0, 2**64, size=4, dtype=np.uint64, endpoint=False)
             if not states[c].any():
                 states[c, 0] = 1  # the all-zero state is xoshiro's only fixed point
-            if start == "random" or (start == "dispersed" and c % 2 == 1):
+            if start == "random" or (start == "dispersed" and c >= model.n_states):
                 spins[c] = child.integers(0, model.n_states, size=model.n_sites)
             elif start == "dispersed":
-                spins[c] = (c // 2) % model.n_states
+                spins[c] = ranked[c]
         return cls(spins, states, 0)
 
     def copy(self) -> ChainState:
@@ -189,9 +210,57 @@ class MCResult:
             f"unknown observable {name!r}: energy, energy_per_site, magnetisation, occupation:a, overlap:r"
         )
 
+    def bounds(self, name: str) -> tuple[float, float] | None:
+        """The values an observable cannot leave (``None`` for the energy)."""
+        if name == "magnetisation":
+            return (-1.0, 1.0)
+        if name.startswith(("occupation:", "overlap:")):
+            return (0.0, 1.0)
+        return None
+
+    @cached_property
+    def _tau_run(self) -> float:
+        """The largest ``tau_upper`` of the run's observables that varied: the ``tau`` assumed for
+        one that never did (rule of three); ``nan`` when none varied."""
+        from .sweep import observable_names
+
+        taus = [estimate(self.series(name)).tau_upper
+                for name in observable_names(self.model.n_states, self.overlap.shape[-1] - 1)]
+        taus = [t for t in taus if np.isfinite(t)]
+        return max(taus) if taus else float("nan")
+
     def stats(self, name: str) -> Stats:
-        """Mean, autocorrelation-corrected error, tau, ESS and R-hat of an observable."""
-        return estimate(self.series(name))
+        """Mean, autocorrelation-corrected error, tau, ESS, R-hat and the diagnostics of an
+        observable (:func:`~ising_moe.stats.estimate` with the observable's bounds; a series that
+        never varied is bounded by the rule of three with the run's largest ``tau``)."""
+        series = self.series(name)
+        constant = np.ptp(series) == 0
+        notes = self._energy_notes(series) if name in ("energy", "energy_per_site") and not constant else ()
+        return estimate(series, bounds=self.bounds(name), tau_constant=self._tau_run if constant else None,
+                        notes=notes)
+
+    def _energy_notes(self, series) -> tuple[str, ...]:
+        """The energy is a sum of occupations and overlaps (``E / n = -sum_r J_r overlap:r -
+        sum_a h_a occupation:a`` up to constants for Potts-form couplings): when one of those is fed
+        by few events (a rare domain wall, a rare state) and weighs on the energy (its error times
+        its weight, the spread of its couplings or fields, above a tenth of the energy's error), so
+        is the energy, whose own series has no bound to show it."""
+        q, n = self.model.n_states, self.model.n_sites
+        own = estimate(series / n if series is self.energy else series).error
+        weights = {f"occupation:{a}": float(np.ptp(self.model.fields.reshape(-1, q).mean(axis=0)))
+                   for a in range(q)}
+        spread = np.ptp(self.model.couplings.reshape(-1, q, q), axis=(1, 2))
+        n_r = self.overlap.shape[-1] - 1
+        if isinstance(self.model, LongRangeChain):
+            weights.update({f"overlap:{r}": float(spread[r - 1]) for r in range(1, min(n_r, spread.size) + 1)})
+        elif n_r >= 1:
+            weights["overlap:1"] = float(spread.mean())
+        weak = []
+        for name, weight in weights.items():
+            st = estimate(self.series(name), bounds=(0.0, 1.0)) if np.ptp(self.series(name)) > 0 else None
+            if st is not None and st.events < MIN_EVENTS and weight * st.error > 0.1 * own:
+                weak.append(name)
+        return (f"depends on {', '.join(weak)} (few events)",) if weak else ()
 
     def marginals(self) -> np.ndarray:
         """Estimated one-site marginals, shape (n_sites, n_states), chains pooled."""

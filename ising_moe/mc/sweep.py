@@ -161,6 +161,7 @@ def run_point(point: dict[str, Any], seed: int, index: int) -> dict[str, np.ndar
         "tau": np.array([s.tau for s in stats]),
         "ess": np.array([s.ess for s in stats]),
         "rhat": np.array([s.rhat for s in stats]),
+        "flagged": np.array([bool(s.problems()) for s in stats]),
         "exact": np.array([exact.get(name, np.nan) for name in names]),
         "energy": run.energy,
         "marginals": run.marginals(),
@@ -251,6 +252,8 @@ def _write_sweep(path, points, params, seed, store) -> None:
             coords = {"observable": np.array(names, dtype="S")}
             for key in ("mean", "error", "tau", "ess", "rhat", "exact"):
                 write_array(g, key, data[key], ("observable",), coords)
+            if "flagged" in data:  # ising_moe.stats.Stats.problems(): the error is not to be trusted
+                write_array(g, "flagged", data["flagged"].astype(bool), ("observable",), coords)
             write_array(g, "energy", data["energy"], ("chain", "sweep"))
             write_array(g, "marginals", data["marginals"], ("position", "state"))
             write_array(g, "acceptance", data["acceptance"], ("chain",))
@@ -280,6 +283,9 @@ def read_sweep(path) -> list[dict[str, Any]]:
             entry = {"params": params, "observables": names}
             for key in ("mean", "error", "tau", "ess", "rhat", "exact"):
                 entry[key] = dict(zip(names, read_array(g, key, kinds="f", shape=(len(names),))))
+            flagged = read_array(g, "flagged", kinds="b", shape=(len(names),), required=False)
+            if flagged is not None:
+                entry["flagged"] = dict(zip(names, flagged.astype(bool)))
             corr = read_array(g, "correlation", kinds="f", ndim=1, required=False)
             entry["correlation"] = corr
             out.append(entry)

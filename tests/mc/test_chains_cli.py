@@ -111,3 +111,45 @@ def test_large_grid_runs_with_yes_flag_only_past_the_check(tmp_path, monkeypatch
     r = run(*args, "--yes")
     assert r.exit_code == 0, r.output
     assert strict_json(r.output)["n_points"] == 3
+
+
+def test_simulate_prints_no_zero_error_and_no_infinite_sigma():
+    """Issue 20: on a strongly coupled long-range ring every overlap:r is 1 in every sweep. The old
+    table printed ``1.000000 ± 0.000000`` and z = ``inf``; a series with no variation carries no
+    error: it is printed as a rule-of-three limit, z is n/a, and the row is flagged."""
+    r = run("simulate", "--model-kind", "long-range", "-q", "2", "-n", "12", "--beta", "1", "-J", "3",
+            "--alpha", "1", "--max-range", "5", "--field", "0,0.05", "--periodic", "--update", "wolff",
+            "--n-sweeps", "500", "--n-burnin", "50", "--max-distance", "3")
+    assert r.exit_code == 0, r.output
+    assert "± 0.000000" not in r.output and "inf" not in r.output
+    rows = [line for line in r.output.splitlines() if line.startswith("overlap:")]
+    assert len(rows) == 3
+    for line in rows:
+        assert "> 0.99" in line and "(always)" in line and line.split()[-2] == "n/a" and line.endswith("!")
+    assert "! overlap:1: no variation: error not estimable (always)" in r.output
+    doc = strict_json(run("simulate", "--model-kind", "long-range", "-q", "2", "-n", "12", "-J", "3",
+                          "--alpha", "1", "--max-range", "5", "--periodic", "--update", "wolff",
+                          "--n-sweeps", "500", "--n-burnin", "50", "--max-distance", "1", "--json").output)
+    row = next(o for o in doc["observables"] if o["observable"] == "overlap:1")
+    assert row["error"] is None and row["z"] is None and row["limit"] < 1 and row["flags"]
+
+
+def test_z_text_keeps_the_sign_of_an_infinite_z():
+    from ising_moe.cli.chains import _z_text
+
+    assert _z_text(float("-inf")) == "-inf" and _z_text(float("inf")) == "+inf"
+    assert _z_text(float("nan")) == "n/a" and _z_text(None) == "n/a" and _z_text(-1.234) == "-1.23"
+
+
+def test_simulate_flags_the_unmixed_rows_of_issue_20():
+    """q = 8, J = 6 with a field: heat-bath cannot move between the ordered states. The old run
+    printed occupation:0 = 0.998 ± 0.0008 against 0.891 (z = +127) with no flag. Every row with
+    |z| > 5 must now carry a flag (shortened run; the CLI seeds all 8 ordered states)."""
+    r = run("simulate", "--model-kind", "potts", "-q", "8", "-n", "32", "--beta", "1", "-J", "6",
+            "--field=0.3,0.2121320344,0,-0.2121320344,-0.3,-0.2121320344,0,0.2121320344", "--periodic",
+            "--update", "heat-bath", "--n-sweeps", "4000", "--n-burnin", "400", "--max-distance", "2",
+            "--seed", "1001", "--json")
+    doc = strict_json(r.output)
+    assert doc["params"]["n_chains"] == 8
+    wrong = [o for o in doc["observables"] if o["z"] is not None and abs(o["z"]) > 5]
+    assert wrong and all(o["flags"] for o in wrong)

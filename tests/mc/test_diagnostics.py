@@ -10,26 +10,40 @@ from ising_moe.mc.samplers import faster_update
 
 def test_dispersed_start_covers_ordered_states_and_random_ones():
     model = PottsChain.potts(50, 3, coupling=1.0)
-    spins = ChainState.initial(model, n_chains=6, rng=0).spins
-    for c in (0, 2, 4):  # even chains: ordered, in states 0, 1, 2
-        assert np.all(spins[c] == c // 2)
-    for c in (1, 3, 5):  # odd chains: random
+    spins = ChainState.initial(model, n_chains=5, rng=0).spins
+    for c in (0, 1, 2):  # zero field: every ordered state, in index order
+        assert np.all(spins[c] == c)
+    for c in (3, 4):  # the chains beyond q: random
         assert len(np.unique(spins[c])) == 3
+
+
+def test_dispersed_start_seeds_the_ordered_states_of_lowest_energy_first():
+    """q = 8 with the field of issue 20 and 4 chains: the old rule seeded states 0 and 1 (and two
+    random starts that fell into state 0), so no chain visited state 7, which carries as much
+    weight as state 1, and nothing was flagged. The modes that matter are seeded first."""
+    field = 0.3 * np.cos(2 * np.pi * np.arange(8) / 8)
+    model = PottsChain.potts(32, 8, coupling=6.0, field=field, periodic=True)
+    spins = ChainState.initial(model, n_chains=4, rng=0).spins
+    assert [int(s[0]) for s in spins] == [0, 1, 7, 2]
+    assert all(len(np.unique(s)) == 1 for s in spins)
+    spins = ChainState.initial(model, n_chains=8, rng=0).spins
+    assert sorted(int(s[0]) for s in spins) == list(range(8))
 
 
 def test_rhat_sees_chains_stuck_in_different_modes():
     """A strongly ordered Ising chain: single-spin updates cannot flip the whole chain in the run.
-    From one common ordered start every chain sits in the same mode: R-hat ~ 1 although the
-    magnetisation is ~1e3 errors from the exact 0. Dispersed starts make R-hat (and the flags)
-    report it."""
+    From one common ordered start every chain sits in the same mode: here no spin ever flips, and
+    the old code reported error 0 with R-hat 1 against the exact 0 (now: "no variation", flagged).
+    Dispersed starts make R-hat and the between-chain test (and the flags) report it."""
     model = PottsChain.ising(64, coupling=4.0, beta=1.0, periodic=True)
     exact = exact_observables(model)["magnetisation"]
     same = simulate(model, "heat-bath", 400, n_chains=4, n_burnin=50, rng=1, start="ordered").stats("magnetisation")
-    assert same.rhat < 1.01 and abs(same.z_score(exact)) > 100  # the failure mode
+    assert not same.varied and abs(same.mean - exact) == 1  # the failure mode
+    assert same.problems() == ["no variation: error not estimable (at its bound)"]
     run = simulate(model, "heat-bath", 400, n_chains=4, n_burnin=50, rng=1)
     st = run.stats("magnetisation")
     assert st.rhat > 1.5
-    assert any("R-hat" in p for p in st.problems())
+    assert any("R-hat" in p for p in st.problems()) and any("chains disagree" in p for p in st.problems())
     assert faster_update(model, "heat-bath") == "swendsen-wang or wolff"
 
 

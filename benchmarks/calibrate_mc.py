@@ -4,7 +4,8 @@
    h(a) = 0.3 cos(2 pi a / 8), where an ordered chain has eight modes of unequal weight), every
    update, nearest-neighbour (n = 32, periodic and open) and long-range (n = 5, exact by
    enumeration), with the library's 4 chains (fewer than q: the 4 ordered states of lowest energy
-   are seeded) and with q = 8 chains (every ordered state seeded, the CLI default). Per sampler:
+   are seeded) and with q = 8 chains (every ordered state seeded, the CLI default); and a weakly
+   coupled control (J = 1) where every sampler mixes, for the false-alarm cost. Per sampler:
    the z = (MC - exact) / error distribution (mean, sd, max |z| over results with an error), how
    many results have |z| > 5 and the fraction of those that are flagged (goal: 1.0), the fraction
    of all results flagged (the false-alarm cost), and the results with no variation.
@@ -43,6 +44,8 @@ def _models():
         "nn-open": PottsChain.potts(32, Q, coupling=6.0, field=FIELD, beta=1.0, periodic=False),
         "lr-periodic": LongRangeChain.power_law(5, Q, coupling=6.0, alpha=1.5, max_distance=2, field=FIELD,
                                                 beta=1.0, periodic=True),
+        # control: weak coupling (xi ~ 1), where every sampler mixes: the flags' false-alarm cost
+        "nn-weak-periodic": PottsChain.potts(32, Q, coupling=1.0, field=FIELD, beta=1.0, periodic=True),
     }
 
 

@@ -357,7 +357,7 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
         update of all bonds, or a fixed number of Wolff clusters: ``n_sites`` over the mean cluster
         size seen in the burn-in (so Wolff needs ``n_burnin >= 1`` on fresh chains).
     n_chains : int, default 4
-        Independent chains, each with its own spawned RNG stream; run in parallel with numba
+        Independent chains (``>= q`` seeds every ordered state; see ``start``), each with its own spawned RNG stream; run in parallel with numba
         threads; results for a seed do not depend on the number of threads.
     n_burnin : int, default 100
         Sweeps discarded first.
@@ -371,8 +371,9 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
     save_every : int, default 0
         Save the configuration every that many sweeps (0: never).
     start : {"dispersed", "random", "ordered"}
-        Initial spins of fresh chains (see :meth:`ChainState.initial`): by default half of the
-        chains start in different ordered states and half from random spins, so that R-hat can
+        Initial spins of fresh chains (see :meth:`ChainState.initial`): by default the chains
+        start in different ordered states, those of lowest energy first (every one of them when
+        ``n_chains >= q``; the rest from random spins), so that R-hat and the between-chain test
         detect chains stuck in different modes.
     """
     sampler = sampler if isinstance(sampler, Sampler) else Sampler(sampler)

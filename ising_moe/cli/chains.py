@@ -230,7 +230,8 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
     unit_or_none = contextlib.nullcontext() if output is None else output_unit(output, overwrite=overwrite)
     with unit_or_none as unit:  # locked and checked before the run
         run = run_simulation(model, point["update"], point["n_sweeps"], n_chains=point["n_chains"],
-                             n_burnin=point["n_burnin"], rng=seed, max_distance=point["max_distance"])
+                             n_burnin=point["n_burnin"], rng=seed, max_distance=point["max_distance"],
+                             count_sites=output is not None)  # marginals are written, not printed
         exact = exact_observables(model, point["max_distance"]) or {}
         rows = []
         for name in point_names(model, point["max_distance"]):

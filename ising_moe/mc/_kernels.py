@@ -355,20 +355,29 @@ def _measure(spins, periodic, t, occupation, overlap, site_counts):
     """
     n = spins.shape[0]
     q = occupation.shape[1]
+    count_sites = site_counts.shape[0] > 0  # empty: not asked for (a scatter into (n, q) is the costliest part)
     if q == 2:  # vectorised sums of s_i; site_counts row 0 is filled by the caller (sweeps - row 1)
-        ones = site_counts[1]
         total = 0
-        for i in range(n):
-            ones[i] += spins[i]
-            total += spins[i]
+        if count_sites:
+            ones = site_counts[1]
+            for i in range(n):
+                ones[i] += spins[i]
+                total += spins[i]
+        else:
+            for i in range(n):
+                total += spins[i]
         occupation[t, 0] = n - total
         occupation[t, 1] = total
     else:
         hist = np.zeros(4 * q, dtype=np.int64)
-        for i in range(n):
-            s = spins[i]
-            hist[(i & 3) * q + s] += 1
-            site_counts[i, s] += 1
+        if count_sites:
+            for i in range(n):
+                s = spins[i]
+                hist[(i & 3) * q + s] += 1
+                site_counts[i, s] += 1
+        else:
+            for i in range(n):
+                hist[(i & 3) * q + spins[i]] += 1
         for a in range(q):
             occupation[t, a] = hist[a] + hist[q + a] + hist[2 * q + a] + hist[3 * q + a]
     n_r = overlap.shape[1]

@@ -155,7 +155,8 @@ class MCResult:
     overlap : ndarray of shape (n_chains, n_sweeps, max_distance + 1)
         Fraction of pairs ``(i, i + r)`` in the same state (empty if ``max_distance = 0``).
     site_counts : ndarray of int64, shape (n_chains, n_sites, n_states)
-        How often each site was in each state over the measured sweeps.
+        How often each site was in each state over the measured sweeps (no sites when the run
+        was made with ``count_sites=False``).
     samples : ndarray of int32, shape (n_chains, n_saved, n_sites)
         Configurations saved every ``save_every`` sweeps.
     acceptance : ndarray of shape (n_chains,)
@@ -264,6 +265,8 @@ class MCResult:
 
     def marginals(self) -> np.ndarray:
         """Estimated one-site marginals, shape (n_sites, n_states), chains pooled."""
+        if self.site_counts.shape[1] != self.model.n_sites:
+            raise InvalidParameterError("this run did not count sites: run with count_sites=True for marginals")
         counts = self.site_counts.sum(axis=0)
         return counts / counts.sum(axis=1, keepdims=True)
 
@@ -344,7 +347,8 @@ def _log_range_check(lj, lf) -> None:
 
 def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-bath", n_sweeps: int = 1000, *,
              n_chains: int = 4, n_burnin: int = 100, rng: RngLike = None, state: ChainState | None = None,
-             max_distance: int = 0, save_every: int = 0, start: str = "dispersed") -> MCResult:
+             max_distance: int = 0, save_every: int = 0, start: str = "dispersed",
+             count_sites: bool = True) -> MCResult:
     """Run ``n_chains`` independent Markov chains and measure after every sweep.
 
     Parameters
@@ -370,6 +374,11 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
         Measure the same-state overlap up to this distance.
     save_every : int, default 0
         Save the configuration every that many sweeps (0: never).
+    count_sites : bool, default True
+        Count how often each site is in each state (:attr:`MCResult.site_counts`, needed by
+        :meth:`MCResult.marginals` and :meth:`MCResult.correlation_function`). At large q this
+        scatter into an (n_sites, q) table costs as much as a Metropolis sweep; without it
+        ``site_counts`` has no sites.
     start : {"dispersed", "random", "ordered"}
         Initial spins of fresh chains (see :meth:`ChainState.initial`): by default the chains
         start in different ordered states, those of lowest energy first (every one of them when
@@ -410,7 +419,10 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
     energy = np.zeros((n_chains, n_sweeps))
     occupation = np.zeros((n_chains, n_sweeps, q), dtype=np.int32)
     overlap = np.zeros((n_chains, n_sweeps, n_r))
-    site_counts = np.zeros((n_chains, q, n) if q == 2 else (n_chains, n, q), dtype=np.int64)  # see _kernels
+    n_counted = n if count_sites else 0
+    site_counts = np.zeros((n_chains, q, n_counted) if q == 2 else (n_chains, n_counted, q), dtype=np.int64)
+    if not count_sites and q == 2:  # the kernels test the leading axis of a chain's counts
+        site_counts = np.zeros((n_chains, 0, 0), dtype=np.int64)
     n_saved = n_sweeps // save_every if save_every else 0
     snapshots = np.zeros((n_chains, n_saved, n), dtype=np.int32)
     accepted = np.zeros(n_chains, dtype=np.int64)
@@ -425,8 +437,9 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
                                 model.periodic, n_burnin, save_every, energy, occupation, overlap,
                                 site_counts, snapshots, accepted, state.wolff_updates)
     state.n_sweeps += n_burnin + n_sweeps
-    if q == 2:  # state-major, and the kernels count state 1 only
+    if q == 2 and count_sites:  # state-major, and the kernels count state 1 only
         site_counts[:, 0] = n_sweeps - site_counts[:, 1]
+    if q == 2:
         site_counts = np.ascontiguousarray(site_counts.transpose(0, 2, 1))
     if sampler.update == "heat-bath":
         acceptance = np.ones(n_chains)
@@ -435,7 +448,7 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
     else:
         acceptance = accepted / (n_sweeps * n)
     params = {"update": sampler.update, "n_sweeps": n_sweeps, "n_burnin": n_burnin, "n_chains": n_chains,
-              "max_distance": max_distance, "save_every": save_every}
+              "max_distance": max_distance, "save_every": save_every, "count_sites": count_sites}
     return MCResult(model=model, sampler=sampler, n_burnin=n_burnin, energy=energy, occupation=occupation,
                     overlap=overlap, site_counts=site_counts, samples=snapshots, acceptance=acceptance,
                     state=state, params=params)

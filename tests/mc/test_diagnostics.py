@@ -98,3 +98,23 @@ def test_wolff_whole_chain_flips_keep_an_honest_error():
     errors = np.array([s.error for s in runs])
     assert np.all(errors > spread / 3) and np.all(errors < 3 * spread)
     assert max(abs(s.z_score(exact)) for s in runs) <= 5
+
+
+def test_runs_without_site_counts_measure_the_same():
+    """``count_sites=False`` (what ``isingmoe simulate`` uses without -o: the per-site scatter
+    cost as much as a Metropolis sweep at q = 64) changes no measurement, and marginals refuse."""
+    import pytest
+
+    from ising_moe import LongRangeChain
+    from ising_moe.errors import InvalidParameterError
+
+    for model in (PottsChain.potts(40, 2, coupling=1.0, periodic=True), PottsChain.potts(40, 5, coupling=1.0),
+                  LongRangeChain.power_law(12, 3, coupling=0.8, max_distance=3)):
+        for update in ("metropolis", "heat-bath", "wolff"):
+            a = simulate(model, update, 100, n_burnin=10, rng=3, max_distance=3)
+            b = simulate(model, update, 100, n_burnin=10, rng=3, max_distance=3, count_sites=False)
+            for key in ("energy", "occupation", "overlap"):
+                np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+            assert b.site_counts.shape[1] == 0
+            with pytest.raises(InvalidParameterError, match="count_sites"):
+                b.marginals()

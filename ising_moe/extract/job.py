@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Job", "check_arguments", "prepare"]
 
 DTYPES = ("bf16", "fp16", "fp32")
+#: the ``weights`` label of a checkpoint run with --allow-missing-weights that lacked some weights
+PARTLY_RANDOM = "partly-random"
 
 
 @dataclass
@@ -121,10 +123,14 @@ def _checkpoint_provenance(spec: ModelSpec, random_init: bool) -> dict[str, Any]
         return {"checkpoint_sha256": "", "checkpoint_files": {}, "organism": None}
     hashes = content_hashes(spec.hub_id, weights=not random_init)
     return {"checkpoint_sha256": combined_sha256(hashes), "checkpoint_files": hashes,
-            "organism": organism(spec.hub_id)}
+            "organism": None if random_init else organism(spec.hub_id)}
 
 
-def _subject(spec: ModelSpec, weights: str, family: str, seed: int, org) -> str:
+def _subject(spec: ModelSpec, weights: str, family: str, seed: int, org, n_random: int = 0) -> str:
+    if weights == PARTLY_RANDOM:
+        base = "the model trained here" if org is not None and org["weights"] == "trained-here" else spec.hub_id
+        return (f"{spec.alias}: PARTLY RANDOM: {n_random} weight(s) missing from the checkpoint were randomly "
+                f"initialised (seed {seed}), the others are those of {base}; not the trained model")
     if org is not None and weights == org["weights"]:
         return org["subject"]
     if weights == "random-init":
@@ -170,16 +176,19 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
     document_ids = [text.document_ids[d] for d in owner]
     if len(token_ids) == 0:
         raise InvalidParameterError("the corpus produced no tokens")
-    if len(token_ids) < v["n_sequences"]:
-        log.warning("the corpus holds %d sequences of %d tokens, fewer than the %d requested",
-                    len(token_ids), max_length, v["n_sequences"])
     checkpoint = _checkpoint_provenance(spec, random_init)
     loaded = load_model(spec, config, revision=revision, dtype=dtype, device=run_device, random_init=random_init,
                         seed=seed, allow_missing_weights=allow_missing_weights)
     org = checkpoint["organism"]
     if org is not None and not random_init:
         loaded.weights = org["weights"]
+    if loaded.random_weights and not random_init:  # --allow-missing-weights: neither trained nor pretrained
+        loaded.weights = PARTLY_RANDOM
     capture = RoutingCapture(loaded.model, loaded.family, v["layers"], router_probs, hidden_states)
+    capture.check_finite()
+    if len(token_ids) < v["n_sequences"]:  # after every check that can stop the run: one line on an error
+        log.warning("the corpus holds %d sequences of %d tokens, fewer than the %d requested",
+                    len(token_ids), max_length, v["n_sequences"])
     n_total = len(token_ids)
     bs = v["batch_size"]
 
@@ -200,7 +209,8 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
         "revision": revision or ("local" if spec.is_local else "main"), "commit_hash": loaded.commit_hash or "",
         "checkpoint_sha256": checkpoint["checkpoint_sha256"],
         "checkpoint_files": to_json(checkpoint["checkpoint_files"]),
-        "weights": loaded.weights, "subject": _subject(spec, loaded.weights, loaded.family, seed, org),
+        "weights": loaded.weights,
+        "subject": _subject(spec, loaded.weights, loaded.family, seed, org, len(loaded.random_weights)),
         "random_weights": to_json(loaded.random_weights), "unexpected_weights": to_json(loaded.unexpected_weights),
         "reduced": to_json(spec.reduced) if reduced else "",
         "config": config_json(loaded.config), "n_experts": loaded.n_experts, "top_k": loaded.top_k,
@@ -216,6 +226,7 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
         attrs["train_log_sha256"] = org["train_log_sha256"]
         attrs["train_corpus_sha256"] = org["corpus_sha256"]
         attrs["train_tokens"] = org["tokens"]
+        attrs["weights_verified"] = org["weights_verified"]
     if loaded.family == "switch_transformers":
         attrs["expert_capacity"] = int(loaded.config.expert_capacity)
     batches = [(start, min(start + bs, n_total)) for start in range(0, n_total, bs)]

@@ -557,9 +557,12 @@ class ChunkStore:
         acquire_lock(self.final_path)
         self._locked = True
         clean_stale(self.final_path.parent)  # temporaries of killed runs (e.g. a final write)
+        created = overwrite or not self.directory.exists()
         try:
             return self._open(overwrite)
         except BaseException:
+            if created:  # e.g. a full disk while writing the manifest: leave no empty staging directory
+                shutil.rmtree(self.directory, ignore_errors=True)
             self.close()
             raise
 

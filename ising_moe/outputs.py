@@ -108,19 +108,32 @@ def _ensure_directory(directory: Path) -> None:
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def full_errno(exc: BaseException) -> int | None:
+    """The errno of ``exc`` when it says that a device is full or a quota or file-size limit is reached
+    (``ENOSPC``, ``EDQUOT``, ``EFBIG``), else None. Writers in Rust and C++ (safetensors, tokenizers,
+    torch) raise their own exception types whose message holds the OS error: it is read from there."""
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in _FULL else None
+    text = str(exc)
+    match = re.search(r"os error (\d+)", text)
+    if match is not None:
+        return int(match.group(1)) if int(match.group(1)) in _FULL else None
+    return next((e for e in _FULL if os.strerror(e) in text), None)
+
+
 def disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says that a device is full or a quota or file-size limit is reached."""
-    return isinstance(exc, OSError) and exc.errno in _FULL
+    return full_errno(exc) is not None
 
 
-def disk_full_error(path, exc: OSError) -> DiskFullError:
+def disk_full_error(path, exc: BaseException) -> DiskFullError:
     """The one-line error of a write to ``path`` that found the device full."""
     path = Path(path)
     if _LEFTOVER.match(path.parent.name):  # a staged output: name the file the user asked for
         path = path.parent.parent / path.name
-    reason = os.strerror(exc.errno).lower() if exc.errno else "no space left on device"
-    return DiskFullError(f"cannot write {path}: {reason}: free some space and rerun, or choose another output "
-                         "(-o/--output); no half-written output was left")
+    code = full_errno(exc) or errno.ENOSPC
+    return DiskFullError(f"cannot write {path}: {os.strerror(code).lower()}: free some space and rerun, or choose "
+                         "another output (-o/--output); no half-written output was left")
 
 
 def describe_path(path) -> str | None:

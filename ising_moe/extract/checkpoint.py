@@ -212,10 +212,18 @@ _ROUTING_KEYS = ("num_experts", "num_experts_per_tok", "norm_topk_prob", "num_hi
                  "model_type")
 
 
-def _trained_config(params: dict) -> dict | None:
-    """The configuration an organism was trained with: its preset's values and the run's overrides."""
+def _trained_config(params: dict, attrs: dict) -> dict | None:
+    """The configuration an organism was trained with: as its training log recorded it (``model_config``),
+    else (logs written before it was recorded) its preset's values and the run's overrides."""
     from ..train.presets import PRESETS
 
+    if attrs.get("model_config"):
+        try:
+            config = json.loads(str(attrs["model_config"]))
+        except json.JSONDecodeError:
+            config = None
+        if isinstance(config, dict):
+            return config
     preset = PRESETS.get(str(params.get("preset")))
     if preset is None:
         return None
@@ -230,7 +238,7 @@ def _check_organism(path: Path, log_file: Path, attrs: dict, params: dict, twin:
     fix = (f"these are not the weights trained here: restore the directory as `isingmoe train` wrote it, or copy it "
            f"without train_log.h5 to extract it as a plain local checkpoint")
     config_file = path / "config.json"
-    trained = _trained_config(params)
+    trained = _trained_config(params, attrs)
     if trained is not None and config_file.is_file():
         try:
             config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -277,7 +285,7 @@ def organism(path) -> dict | None:
 
     with open_h5(log_file, kind="train_log") as f:
         attrs = {k: f.attrs[k] for k in ("preset", "tokens", "corpus_sha256", "weights_sha256",
-                                         "untrained_weights_sha256") if k in f.attrs}
+                                         "untrained_weights_sha256", "model_config") if k in f.attrs}
         params = read_params(f)
     verified = _check_organism(path, log_file, attrs, params, twin)
     preset = str(attrs.get("preset", "unknown preset"))

@@ -9,6 +9,7 @@ directory, so a user error never leaves anything behind and the corrected comman
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import numpy as np
 
 from .._util import as_int
 from .._version import __version__
-from ..errors import InvalidParameterError, OutputExistsError
+from ..errors import InvalidParameterError, OutputNotWritableError
+from ..outputs import check_target
 from ..io import to_json
 from .positions import check_positions
 from .registry import ModelSpec, default_output, resolve_model
@@ -100,10 +102,11 @@ def check_arguments(model, *, output=None, layers=None, max_length=512, n_sequen
     if positions != "natural":  # an ablation never takes the natural file's default name
         name += f".positions-{positions}"
     out = Path(output) if output is not None else default_output(name, random_init, reduced, data_dir)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")
-    if out.exists() and out.is_dir():
-        raise InvalidParameterError(f"{out} is a directory, expected a file path")
+    check_target(out, overwrite)
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(f"cannot write in {parent}/ (permission denied): choose another output path "
+                                     "(-o/--output) or fix the directory's permissions")
     values["output"] = out
     return values
 
@@ -186,7 +189,14 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
         loaded.weights = PARTLY_RANDOM
     capture = RoutingCapture(loaded.model, loaded.family, v["layers"], router_probs, hidden_states)
     capture.check_finite()
-    if len(token_ids) < v["n_sequences"]:  # after every check that can stop the run: one line on an error
+    # warnings after every check that can stop the run: an error is then one line
+    if getattr(tokenizer, "warning", None):
+        log.warning("%s", tokenizer.warning)
+    if loaded.random_weights:
+        log.warning("%d weights missing from %s were randomly initialised (seed %d): %s", len(loaded.random_weights),
+                    spec.hub_id, seed, ", ".join(loaded.random_weights[:3])
+                    + (f" and {len(loaded.random_weights) - 3} more" if len(loaded.random_weights) > 3 else ""))
+    if len(token_ids) < v["n_sequences"]:
         log.warning("the corpus holds %d sequences of %d tokens, fewer than the %d requested",
                     len(token_ids), max_length, v["n_sequences"])
     n_total = len(token_ids)

@@ -222,9 +222,7 @@ def load_model(spec: ModelSpec, config, *, revision: str | None = None, dtype: s
                     log.info("%s weights of %s (%d): %s", what, spec.hub_id, len(keys), ", ".join(keys))
             raise DataFormatError(_mismatch_message(spec, missing, unexpected, reshaped))
         missing = sorted(set(missing) | set(reshaped) | set(fused))  # all were randomly initialised
-        if missing:
-            log.warning("%d weights missing from %s were randomly initialised (seed %d): %s", len(missing),
-                        spec.hub_id, seed, _key_list(missing))
+        # (reported by the caller once every check has passed: a warning before an error would make two lines)
         commit = getattr(model.config, "_commit_hash", None)
         weights = "pretrained"
     model = model.to(device=device, dtype=torch_dtype)

@@ -137,6 +137,10 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
                 if rank.rank == 0:  # a rerun would stop the same way: keep nothing
                     store.remove()
                 raise
+            except BaseException:
+                if rank.rank == 0 and not rank.sharded and not store.resumed and not store.done():
+                    store.remove()  # failed before its first batch was staged: nothing worth resuming
+                raise
             barrier()  # every shard is staged
             drop_fraction = None
             if rank.rank == 0:

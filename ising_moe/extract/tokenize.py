@@ -23,6 +23,7 @@ class WordHashTokenizer:
     """
 
     name = "fallback:word-hash-v1"
+    warning: str | None = None  # why the model's own tokenizer was not used
     _pattern = re.compile(r"\w+|[^\w\s]")
 
     def __init__(self, vocab_size: int, eos_token_id: int | None = 1, pad_token_id: int = 0):
@@ -98,10 +99,12 @@ def load_tokenizer(hub_id: str, revision: str | None, vocab_size: int, eos_token
                 f"{hub_id} ships a tokenizer ({', '.join(shipped)}) that cannot be loaded ({type(exc).__name__}: "
                 f"{detail}): the model's routing needs its own token ids; repair or restore the tokenizer files") \
                 from None
-        log.warning("tokenizer of %s not available offline (%s): using %s", hub_id,
-                    type(exc).__name__, WordHashTokenizer.name)
-        return WordHashTokenizer(vocab_size, eos_token_id=eos_token_id,
-                                 pad_token_id=pad_token_id if pad_token_id is not None else 0)
+        fallback = WordHashTokenizer(vocab_size, eos_token_id=eos_token_id,
+                                     pad_token_id=pad_token_id if pad_token_id is not None else 0)
+        # logged by the caller once every check has passed (a warning before an error would make two lines)
+        fallback.warning = (f"tokenizer of {hub_id} not available offline ({type(exc).__name__}): using "
+                            f"{WordHashTokenizer.name}")
+        return fallback
 
 
 def encode_documents(tokenizer, documents, max_length: int, n_sequences: int, packing: str):

@@ -176,6 +176,7 @@ def write_log(path: Path, history: dict, meta: dict, params: dict, seed: int) ->
     sat = saturation(history["probe_topk"])
     with atomic_h5(path, kind="train_log", params=params, seed=seed, overwrite=True,
                    attrs={k: v for k, v in meta.items() if not isinstance(v, (dict, list))}) as f:
+        _record_integrity(f, path.parent)
         f.attrs["router_names"] = to_json(meta["router_names"])
         log = f.create_group("log")
         coords = {"step": np.asarray(history["step"], dtype=np.int64)}
@@ -199,6 +200,19 @@ def write_log(path: Path, history: dict, meta: dict, params: dict, seed: int) ->
         write_array(data, "val_window_doc", meta["val_window_doc"], ["val_window"])
         write_array(data, "step_windows", np.asarray(history["step_windows"]), ["optimizer_step", "sample"],
                     description="training window of each sample of each optimiser step")
+
+
+def _record_integrity(f, work: Path) -> None:
+    """What extraction checks an organism against: the SHA-256 of the weights beside the log and of the
+    untrained twin's, and the model configuration as saved (``config.json``)."""
+    from ..io import file_sha256
+
+    for name, weights in (("weights_sha256", work / "model.safetensors"),
+                          ("untrained_weights_sha256", work / "untrained" / "model.safetensors")):
+        if weights.is_file():
+            f.attrs[name] = file_sha256(weights)
+    if (work / "config.json").is_file():
+        f.attrs["model_config"] = (work / "config.json").read_text(encoding="utf-8")
 
 
 def write_card(path: Path, lines: dict) -> None:

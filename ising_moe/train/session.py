@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataFormatError, InvalidParameterError, NonFiniteError
+from ..errors import DataFormatError, DiskFullError, InvalidParameterError, NonFiniteError
 from ..io import to_json
 from . import checkpoint as ck
 from .batches import Batcher, router_masks
@@ -97,11 +97,15 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
         return _run(spec, p, output, overwrite=overwrite, progress=progress, command=command,
                     stop_after=stop_after, build_config=build_config, model_class=model_class, budget=budget,
                     saved=saved)
-    except BaseException:
+    except BaseException as exc:
         if fresh and not saved:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
+        from ..outputs import disk_full, disk_full_error
+
+        if disk_full(exc) and not isinstance(exc, DiskFullError):  # torch, safetensors, tokenizers: their own types
+            raise disk_full_error(output, exc) from None
         raise
 
 

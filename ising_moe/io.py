@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from ._version import __version__
-from .errors import DataFormatError, InvalidParameterError, OutputExistsError
+from .errors import DataFormatError, InvalidParameterError
 from .outputs import acquire_lock, clean_stale, disk_full, disk_full_error, release_lock, temp_path
 
 __all__ = [

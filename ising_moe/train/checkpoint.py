@@ -35,7 +35,7 @@ def check_output(output: Path, overwrite: bool) -> None:
                                     "or choose another output")
 
 
-def _damaged(path: Path, detail: str) -> DataFormatError:
+def damaged(path: Path, detail: str) -> DataFormatError:
     return DataFormatError(f"{path} is damaged ({detail}): the interrupted run cannot be resumed; pass --overwrite "
                            f"to discard {path.parent.name}/ and start again")
 
@@ -46,9 +46,9 @@ def read_manifest(work: Path) -> dict:
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _damaged(manifest, type(exc).__name__) from None
+        raise damaged(manifest, type(exc).__name__) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("params"), str):
-        raise _damaged(manifest, "not a JSON object with 'params'")
+        raise damaged(manifest, "not a JSON object with 'params'")
     return doc
 
 
@@ -65,7 +65,7 @@ def prepare_output(output: Path, params_json: str, overwrite: bool) -> tuple[Pat
     if work.exists():
         if not manifest.is_file():
             if (work / CHECKPOINT).exists():
-                raise _damaged(manifest, "missing")
+                raise damaged(manifest, "missing")
             shutil.rmtree(work)  # a run stopped before its first checkpoint: nothing to resume
         else:
             doc = read_manifest(work)
@@ -125,9 +125,9 @@ def load_checkpoint(work: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001  (truncated, random bytes, zero bytes: each loader error differs)
-        raise _damaged(path, f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]}") from None
+        raise damaged(path, f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]}") from None
     if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
-        raise _damaged(path, "not a checkpoint of isingmoe train")
+        raise damaged(path, "not a checkpoint of isingmoe train")
     return state
 
 
@@ -138,7 +138,7 @@ def load_tokenizer(path: Path):
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # noqa: BLE001  (tokenizers raises plain Exception on bad JSON)
-        raise _damaged(path, (str(exc).strip().splitlines() or [""])[0][:120]) from None
+        raise damaged(path, (str(exc).strip().splitlines() or [""])[0][:120]) from None
 
 
 def public_file(path: Path) -> None:

@@ -117,7 +117,7 @@ def _check_windows(win: dict, docs, seq_len: int) -> None:
                 f"{max(8, seq_len // 4)} tokens (windows of {seq_len}); add text to that split")
 
 
-def _step_seconds(model, opt, batcher, step, device, autocast, family) -> float:
+def _step_seconds(model, opt, batcher, step, device, autocast) -> float:
     """Wall time of one forward and backward pass on the batch of ``step``; the model, optimiser and
     random state are left exactly as they were (a measured run ends bit-identical to another)."""
     rng = torch.get_rng_state()
@@ -234,7 +234,7 @@ def _run(spec, p, output: Path, *, overwrite, progress, command, stop_after, bui
             opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise ck._damaged(work / ck.CHECKPOINT, f"it does not fit this model: {str(exc).splitlines()[0][:120]}") \
+            raise ck.damaged(work / ck.CHECKPOINT, f"it does not fit this model: {str(exc).splitlines()[0][:120]}") \
                 from None
         saved.append(state["step"])
         history, start, tokens_seen = state["history"], state["step"], state["tokens"]
@@ -242,7 +242,7 @@ def _run(spec, p, output: Path, *, overwrite, progress, command, stop_after, bui
         log.info("resuming %s at step %d of %d", work, start, n_steps)
     else:
         start = 0
-    seconds = _step_seconds(model, opt, batcher, start, device, autocast, family)
+    seconds = _step_seconds(model, opt, batcher, start, device, autocast)
     remaining = (n_steps - start) * seconds
     log.info("one optimiser step takes about %.2f s: %d steps, about %.0f s", seconds, n_steps - start, remaining)
     if budget is not None and remaining > budget:
@@ -261,11 +261,11 @@ def _run(spec, p, output: Path, *, overwrite, progress, command, stop_after, bui
         log_point(0, 0, running)
 
     def save(step):
-        saved.append(step)
         ck.save_checkpoint(work, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                   "scheduler": {"step": step, "n_steps": n_steps}, "torch_rng": torch.get_rng_state(),
                                   "history": history, "step": step, "tokens": tokens_seen,
                                   "val_untrained": val_untrained, "elapsed": elapsed, "running": running})
+        saved.append(step)  # a checkpoint to keep (a fresh run that fails before it leaves nothing)
 
     if not resume:
         save(0)

@@ -241,6 +241,15 @@ def _edit_weights(directory: Path, edit) -> None:
     save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
 
 
+def _old_log(org):
+    """A training log written before the configuration was recorded: the twin's config.json is the reference."""
+    import h5py
+
+    _edit_config(org)
+    with h5py.File(org / "train_log.h5", "a") as f:
+        del f.attrs["model_config"]
+
+
 def _organism(edit=None, record=False, plain=False):
     """A copy of the tiny organism as ``org/``, edited; ``record``: the train log records the edited weights'
     hash (the weights were trained so); ``plain``: without its train log (a plain local checkpoint)."""
@@ -298,6 +307,7 @@ STATE_INPUTS = {
     "org_tokenizer": _organism(lambda o: (o / "tokenizer.json").write_text("{not json")),
     "org_weights": _organism(_scaled_weight),
     "org_config": _organism(_edit_config),
+    "org_config_old_log": _organism(_old_log),
     "ckpt_expert_removed": _organism(_remove_expert, plain=True),
 }
 _HAS_CUDA = False
@@ -342,6 +352,7 @@ MORE_CASES = [
     (["org_weights"], [*EXTRACT, "--model", "org"], "not the weights trained here", {}),
     (["org_config"], [*EXTRACT, "--model", "org"], "num_experts_per_tok = 3", {}),
     (["ckpt_expert_removed"], [*EXTRACT, "--model", "org"], "experts.3.down_proj.weight", {}),
+    (["org_config_old_log"], [*EXTRACT, "--model", "org"], "untrained/config.json", {}),
     (["org_config"], [*EXTRACT, "--model", "org", "--layers", "9"], "config.json", {}),
     (["ckpt_expert_removed"], [*EXTRACT, "--model", "org", "--allow-missing-weights", "--layers", "9"],
      "layers [9]", {}),

@@ -212,25 +212,26 @@ _ROUTING_KEYS = ("num_experts", "num_experts_per_tok", "norm_topk_prob", "num_hi
                  "model_type")
 
 
-def _trained_config(params: dict, attrs: dict) -> dict | None:
-    """The configuration an organism was trained with: as its training log recorded it (``model_config``),
-    else (logs written before it was recorded) its preset's values and the run's overrides."""
-    from ..train.presets import PRESETS
-
+def _trained_config(path: Path, attrs: dict, twin: bool) -> tuple[dict | None, str]:
+    """The configuration an organism was trained with, and where it comes from: as its training log
+    recorded it (``model_config``), else (logs written before it was recorded) the ``config.json``
+    of its twin, saved by the same run (the trained model's beside the twin, the twin's beside it)."""
     if attrs.get("model_config"):
         try:
             config = json.loads(str(attrs["model_config"]))
         except json.JSONDecodeError:
             config = None
         if isinstance(config, dict):
-            return config
-    preset = PRESETS.get(str(params.get("preset")))
-    if preset is None:
-        return None
-    return {**preset["config"], **(params.get("config") or {})}
+            return config, "train_log.h5"
+    sibling = (path.parent if twin else path / "untrained") / "config.json"
+    try:
+        config = json.loads(sibling.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, ""
+    return (config, str(sibling)) if isinstance(config, dict) else (None, "")
 
 
-def _check_organism(path: Path, log_file: Path, attrs: dict, params: dict, twin: bool) -> str:
+def _check_organism(path: Path, log_file: Path, attrs: dict, twin: bool) -> str:
     """Compare the weights and the routing configuration beside a training log with what it recorded.
 
     Returns how the weights were verified; raises when they or the configuration differ.
@@ -238,7 +239,7 @@ def _check_organism(path: Path, log_file: Path, attrs: dict, params: dict, twin:
     fix = (f"these are not the weights trained here: restore the directory as `isingmoe train` wrote it, or copy it "
            f"without train_log.h5 to extract it as a plain local checkpoint")
     config_file = path / "config.json"
-    trained = _trained_config(params, attrs)
+    trained, source = _trained_config(path, attrs, twin)
     if trained is not None and config_file.is_file():
         try:
             config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -247,8 +248,8 @@ def _check_organism(path: Path, log_file: Path, attrs: dict, params: dict, twin:
         changed = [k for k in _ROUTING_KEYS if k in trained and k in config and config[k] != trained[k]]
         if changed:
             shown = ", ".join(f"{k} = {config[k]!r} (trained with {trained[k]!r})" for k in changed[:4])
-            raise DataFormatError(f"{config_file} differs from the configuration recorded in {log_file.name}: {shown}; "
-                                  f"{fix}")
+            raise DataFormatError(f"{config_file} differs from the configuration of the training run ({source}): "
+                                  f"{shown}; {fix}")
     key = "untrained_weights_sha256" if twin else "weights_sha256"
     recorded = str(attrs.get(key, "") or "")
     if not recorded:
@@ -281,13 +282,12 @@ def organism(path) -> dict | None:
     log_file = path.parent / "train_log.h5" if twin else path / "train_log.h5"
     if not log_file.is_file():
         return None
-    from ..io import open_h5, read_params
+    from ..io import open_h5
 
     with open_h5(log_file, kind="train_log") as f:
         attrs = {k: f.attrs[k] for k in ("preset", "tokens", "corpus_sha256", "weights_sha256",
                                          "untrained_weights_sha256", "model_config") if k in f.attrs}
-        params = read_params(f)
-    verified = _check_organism(path, log_file, attrs, params, twin)
+    verified = _check_organism(path, log_file, attrs, twin)
     preset = str(attrs.get("preset", "unknown preset"))
     tokens = int(attrs["tokens"]) if "tokens" in attrs else None
     if twin:

@@ -104,11 +104,15 @@ def check_arguments(model, *, output=None, layers=None, max_length=512, n_sequen
     out = Path(output) if output is not None else default_output(name, random_init, reduced, data_dir)
     check_target(out, overwrite)
     parent = next((p for p in out.absolute().parents if p.exists()), None)
-    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+    if parent is not None and not _writable(parent):
         raise OutputNotWritableError(f"cannot write in {parent}/ (permission denied): choose another output path "
                                      "(-o/--output) or fix the directory's permissions")
     values["output"] = out
     return values
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
 
 
 def _check_padding(padding_side: str, family: str | None) -> None:

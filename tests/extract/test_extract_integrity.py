@@ -96,3 +96,18 @@ def test_corpus_sha256_is_the_files(tmp_path):
     shutil.copy(path, other / "c.jsonl.gz")
     assert read_corpus(other).sha256 != read_corpus(path).sha256  # a directory: a hash of names and hashes
     np.testing.assert_equal(len(read_corpus(other).documents), 4)
+
+
+def test_unwritable_output_directory_one_line_before_loading(checkpoints, corpus, tmp_path, monkeypatch):
+    """Refused before the model is loaded, so no warning of the loading precedes the error (as root the
+    permission bits do not stop writes: the access check is simulated)."""
+    from click.testing import CliRunner
+
+    from ising_moe.cli import main
+    from ising_moe.extract import job
+
+    monkeypatch.setattr(job, "_writable", lambda directory: False)
+    r = CliRunner().invoke(main, ["extract", "--model", str(checkpoints["olmoe"]), "--corpus", str(corpus),
+                                  "--n-sequences", "500", "--device", "cpu", "-o", str(tmp_path / "ro" / "out.h5")])
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "cannot write in" in lines[0], r.output

@@ -203,6 +203,8 @@ class _GuardedFile(io.RawIOBase):
             if lo < hi:
                 data[lo - self._pos:hi - self._pos] = chunk[lo - offset:hi - offset]
         buffer[:n] = data
+        if len(buffer) > n:  # past the end reads as zeros (as HDF5's own POSIX driver has it)
+            buffer[n:] = bytes(len(buffer) - n)
         self._pos += n
         return n
 

@@ -41,9 +41,10 @@ _TOKENS = _TokenCount()
               help="Training token budget, e.g. 4000000 or 4e6 (default: the preset's).")
 @click.option("--balance", type=click.Choice(["aux", "mem", "none"]), default="aux", show_default=True,
               help="Load balancing: the class's own aux loss, max-entropy KL(mean routing || uniform), or none.")
-@click.option("--balance-coef", type=float, default=None, help="Coefficient of --balance mem (default 0.01).")
+@click.option("--balance-coef", type=float, default=None,
+              help="Coefficient of --balance mem, in [0, 100] (default 0.01; refused with another --balance).")
 @click.option("--z-loss", "z_loss", type=float, default=None,
-              help="Router z-loss coefficient (default: the class's, Switch 0.001, OLMoE 0).")
+              help="Router z-loss coefficient, in [0, 100] (default: the class's, Switch 0.001, OLMoE 0).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,

@@ -267,7 +267,8 @@ def load_experts(path, layers=None) -> ExpertSequences:
 
 #: what the ``weights`` attribute says about the routing's origin, in words for titles and captions
 _NATURE = {"random-init": "random-init weights, not trained", "pretrained": "pretrained",
-           "imported-trace": "imported routing trace", "trained-here": "trained here, not a production model"}
+           "imported-trace": "imported routing trace", "trained-here": "trained here, not a production model",
+           "partly-random": "PARTLY RANDOM: weights missing from the checkpoint randomly initialised"}
 
 
 def subject_label(data) -> str:

@@ -32,6 +32,14 @@ class OutputNotWritableError(IsingMoeError, PermissionError):
     """The output directory cannot be created or written."""
 
 
+class DiskFullError(IsingMoeError, OSError):
+    """The device of an output is full (or over quota); the partial outputs were removed."""
+
+
+class NonFiniteError(IsingMoeError, FloatingPointError):
+    """A loss, a weight or a router logit is NaN or infinite (training stopped, extraction refused)."""
+
+
 class ExecutorUnavailableError(IsingMoeError):
     """An executor (e.g. a Dask scheduler address) cannot be reached or created."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -28,8 +29,8 @@ import h5py
 import numpy as np
 
 from ._version import __version__
-from .errors import DataFormatError, InvalidParameterError, OutputExistsError
-from .outputs import acquire_lock, clean_stale, release_lock, temp_path
+from .errors import DataFormatError, InvalidParameterError
+from .outputs import acquire_lock, clean_stale, disk_full, disk_full_error, release_lock, temp_path
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -133,17 +134,98 @@ def write_provenance(obj: h5py.Group, kind: str, params: Mapping[str, Any], seed
 
 
 def _check_target(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it")
-    if path.exists() and path.is_dir():
-        raise InvalidParameterError(f"{path} is a directory, expected a file path")
-    from .outputs import _ensure_directory
+    from .outputs import _ensure_directory, check_target
 
+    check_target(path, overwrite)
     _ensure_directory(path.parent)
     clean_stale(path.parent)
 
 
 _temp_path = temp_path
+
+
+class _GuardedFile(io.RawIOBase):
+    """The file object under an HDF5 file being written (h5py's ``fileobj`` driver).
+
+    HDF5 2.0 cannot recover from a failed write: a flush that fails on a full disk leaves its dataset
+    identifiers half-closed, and its exit handler then dereferences them (a segmentation fault at
+    interpreter exit, after the ``OSError``). This file never reports a failed write to HDF5: the
+    first ``OSError`` is kept in :attr:`error`, and from then on writes go to an in-memory overlay that
+    reads see, so HDF5 stays consistent and closes cleanly; :func:`atomic_h5` then deletes the file
+    and raises. Writes before the failure go to the disk as usual.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        self.error: OSError | None = None
+        self._overlay: list[tuple[int, bytes]] = []
+        self._pos = 0
+        self._size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(data):
+                    done += os.pwrite(self._fd, data[done:], self._pos + done)
+            except OSError as exc:
+                self.error = exc
+        if self.error is not None:
+            self._overlay.append((self._pos, data))
+        self._pos += len(data)
+        self._size = max(self._size, self._pos)
+        return len(data)
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        data = bytearray(os.pread(self._fd, n, self._pos).ljust(n, b"\0"))
+        for offset, chunk in self._overlay:
+            lo, hi = max(offset, self._pos), min(offset + len(chunk), self._pos + n)
+            if lo < hi:
+                data[lo - self._pos:hi - self._pos] = chunk[lo - offset:hi - offset]
+        buffer[:n] = data
+        if len(buffer) > n:  # past the end reads as zeros (as HDF5's own POSIX driver has it)
+            buffer[n:] = bytes(len(buffer) - n)
+        self._pos += n
+        return n
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self.error = exc
+        self._size = size
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+            self._overlay.clear()
+        super().close()
 
 
 @contextlib.contextmanager
@@ -172,15 +254,31 @@ def atomic_h5(path, *, kind: str, params: Mapping[str, Any], seed: int | None = 
     path = Path(path)
     _check_target(path, overwrite)
     tmp = _temp_path(path)
+    guard = None
     try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            write_provenance(f, kind, params, seed, created)
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = value
-            yield f
-            f.attrs["finished"] = True
+        guard = _GuardedFile(tmp)
+        try:
+            with h5py.File(guard, "w", track_order=True) as f:
+                write_provenance(f, kind, params, seed, created)
+                for key, value in (attrs or {}).items():
+                    f.attrs[key] = value
+                yield f
+                f.attrs["finished"] = True
+        except Exception:
+            if guard.error is not None:  # whatever HDF5 made of the lost writes, the cause is the disk
+                raise disk_full_error(path, guard.error) from None
+            raise
+        if guard.error is not None:
+            raise disk_full_error(path, guard.error) if disk_full(guard.error) else guard.error
+        guard.close()
         os.replace(tmp, path)
+    except OSError as exc:
+        if disk_full(exc):
+            raise disk_full_error(path, exc) from None
+        raise
     finally:
+        if guard is not None:
+            guard.close()
         if tmp.exists():
             tmp.unlink()
 
@@ -461,9 +559,12 @@ class ChunkStore:
         acquire_lock(self.final_path)
         self._locked = True
         clean_stale(self.final_path.parent)  # temporaries of killed runs (e.g. a final write)
+        created = overwrite or not self.directory.exists()
         try:
             return self._open(overwrite)
         except BaseException:
+            if created:  # e.g. a full disk while writing the manifest: leave no empty staging directory
+                shutil.rmtree(self.directory, ignore_errors=True)
             self.close()
             raise
 
@@ -503,11 +604,14 @@ class ChunkStore:
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def done(self) -> set[int]:
         """Indices of the chunks already written."""

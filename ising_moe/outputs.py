@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import os
 import re
@@ -31,12 +32,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import OutputExistsError, OutputLockedError, OutputNotWritableError
+from .errors import DiskFullError, OutputExistsError, OutputLockedError, OutputNotWritableError
 
 __all__ = [
     "OutputUnit",
     "acquire_lock",
+    "check_target",
     "clean_stale",
+    "describe_path",
+    "disk_full",
+    "disk_full_error",
     "output_unit",
     "pid_alive",
     "release_lock",
@@ -98,6 +103,98 @@ def _ensure_directory(directory: Path) -> None:
         raise OutputNotWritableError(f"{directory} exists and is not a directory: choose another output path") from None
     except OSError as exc:
         raise _not_writable(directory, exc) from None
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def full_errno(exc: BaseException) -> int | None:
+    """The errno of ``exc`` when it says that a device is full or a quota or file-size limit is reached
+    (``ENOSPC``, ``EDQUOT``, ``EFBIG``), else None. Writers in Rust and C++ (safetensors, tokenizers,
+    torch) raise their own exception types whose message holds the OS error: it is read from there."""
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in _FULL else None
+    text = str(exc)
+    match = re.search(r"os error (\d+)", text)
+    if match is not None:
+        return int(match.group(1)) if int(match.group(1)) in _FULL else None
+    return next((e for e in _FULL if os.strerror(e) in text), None)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says that a device is full or a quota or file-size limit is reached."""
+    return full_errno(exc) is not None
+
+
+def disk_full_error(path, exc: BaseException) -> DiskFullError:
+    """The one-line error of a write to ``path`` that found the device full."""
+    path = Path(path)
+    if _LEFTOVER.match(path.parent.name):  # a staged output: name the file the user asked for
+        path = path.parent.parent / path.name
+    code = full_errno(exc) or errno.ENOSPC
+    return DiskFullError(f"cannot write {path}: {os.strerror(code).lower()}: free some space and rerun, or choose "
+                         "another output (-o/--output); no half-written output was left")
+
+
+def describe_path(path) -> str | None:
+    """What occupies ``path``: ``None`` (nothing), ``"a file"``, ``"a directory"`` or ``"a symbolic
+    link to TARGET"`` (with ``", dangling"`` or ``", a loop"`` when it leads nowhere)."""
+    path = Path(path)
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        try:
+            path.stat()
+            state = ""
+        except FileNotFoundError:
+            state = ", dangling"
+        except OSError:
+            state = ", a loop"
+        return f"a symbolic link to {target}{state}"
+    if path.is_dir():
+        return "a directory"
+    return "a file" if os.path.lexists(path) else None
+
+
+def check_parents(path) -> None:
+    """Refuse an output whose directory path runs through a file (``-o file.txt/out.h5``)."""
+    for parent in Path(path).absolute().parents:
+        if parent.is_dir():
+            return
+        if os.path.lexists(parent):
+            raise OutputNotWritableError(f"{parent} is {describe_path(parent)}, not a directory: choose another output "
+                                         "path (-o/--output)")
+
+
+def check_target(path, overwrite: bool, *, directory: bool = False) -> None:
+    """Refuse an output path that is taken (a file, a directory, or any symbolic link, even a dangling
+    one or a loop) unless ``overwrite``, or that cannot be a ``directory``/file at all.
+
+    Raises
+    ------
+    OutputExistsError
+        Something is at ``path`` and ``overwrite`` is False (the message says what).
+    InvalidParameterError
+        A directory where a file is expected, or the other way round.
+    OutputNotWritableError
+        A component of the directory path is a file.
+    """
+    from .errors import InvalidParameterError
+
+    path = Path(path)
+    check_parents(path)
+    what = describe_path(path)
+    if what is None:
+        return
+    if not overwrite:
+        detail = "" if what in ("a file", "a directory") else f" ({what})"
+        raise OutputExistsError(f"{path} exists{detail}: pass --overwrite to replace it")
+    if what == "a directory" and not directory:
+        raise InvalidParameterError(f"{path} is a directory, expected a file path")
+    if what == "a file" and directory:
+        raise InvalidParameterError(f"{path} is a file, expected a directory path")
 
 
 def _lock_owner(lock: Path) -> tuple[int, str] | None:
@@ -256,14 +353,14 @@ class OutputUnit:
         names = sorted(p.name for p in self.stage.iterdir()) if self.stage.exists() else []
         targets = [self.primary.parent / n for n in names]
         if not overwrite:
-            existing = [t for t in targets if t.exists()]
+            existing = [t for t in targets if os.path.lexists(t)]
             if existing:
                 raise OutputExistsError(f"{existing[0]} exists: pass --overwrite to replace it")
         order = [n for n in names if n != self.primary.name] + [n for n in names if n == self.primary.name]
         (self.stage / _COMMIT).write_text(json.dumps({"moves": order, "discard": self._discard}))
         if overwrite:  # declared outputs this run did not produce would be stale next to the new ones
             for target in declared:
-                if target.name not in names and target.is_file():
+                if target.name not in names and (target.is_file() or target.is_symlink()):
                     target.unlink()
         for name in order:
             os.replace(self.stage / name, self.primary.parent / name)
@@ -298,18 +395,21 @@ def output_unit(primary, *, others: Iterable = (), overwrite: bool = False) -> I
     declared = [primary] + [Path(p).absolute() for p in others]
     if primary.is_dir():
         raise OutputExistsError(f"{primary} is a directory, expected a file path")
+    check_parents(primary)
     created = [d for d in primary.parents if not d.exists()]  # deepest first; removed again if left empty
     acquire_lock(primary)
     try:
         clean_stale(primary.parent)
-        if not overwrite:
-            for target in declared:
-                if target.exists():
-                    raise OutputExistsError(f"{target} exists: pass --overwrite to replace it")
+        for target in declared:
+            check_target(target, overwrite)
         unit = OutputUnit(primary, primary.with_name(f".{primary.name}.stage-{os.getpid()}"))
         try:
             yield unit
             unit._commit(overwrite, declared)
+        except OSError as exc:
+            if disk_full(exc):
+                raise disk_full_error(primary, exc) from None
+            raise
         finally:
             shutil.rmtree(unit.stage, ignore_errors=True)
     finally:

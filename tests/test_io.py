@@ -291,3 +291,29 @@ def test_chunk_store_removes_dead_runs_temporaries_and_locks(tmp_path):
     assert other.stdout.strip() == OutputLockedError.__name__  # a second writer stops at once
     store.remove()
     assert not (tmp_path / ".x.h5.lock").exists() and not store.directory.exists()
+
+
+def test_atomic_h5_on_a_full_disk_raises_and_leaves_nothing(tmp_path):
+    """A write past a file-size limit (as on a full disk) is a DiskFullError, the temporary file is gone,
+    and HDF5 is left consistent (it never saw the failed write: a failed flush would crash it at exit)."""
+    import resource
+    import signal
+
+    from ising_moe.errors import DiskFullError
+    from ising_moe.io import atomic_h5, write_array
+
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, old[1]))
+    try:
+        with pytest.raises(DiskFullError, match=r"x\.h5: file too large: free some space"):
+            with atomic_h5(tmp_path / "x.h5", kind="t", params={}) as f:
+                write_array(f, "x", np.random.default_rng(0).random(100_000), ["i"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert os.listdir(tmp_path) == []
+    with atomic_h5(tmp_path / "x.h5", kind="t", params={}) as f:  # the same write with room succeeds
+        write_array(f, "x", np.arange(100_000.0), ["i"])
+    with io.open_h5(tmp_path / "x.h5") as f:
+        assert f["x"][-1] == 99_999.0

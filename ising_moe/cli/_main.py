@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import sys
@@ -48,10 +49,21 @@ class _Group(click.Group):
         except IsingMoeError as exc:
             click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
             sys.exit(2)
-        except PermissionError as exc:
-            where = f" {exc.filename}" if exc.filename else ""
-            click.echo(f"Error: permission denied{where}: choose another path or fix its permissions", err=True)
-            sys.exit(2)
+        except OSError as exc:
+            from ..io import disk_full, disk_full_error
+
+            if isinstance(exc, PermissionError):
+                where = f" {exc.filename}" if exc.filename else ""
+                click.echo(f"Error: permission denied{where}: choose another path or fix its permissions", err=True)
+                sys.exit(2)
+            if disk_full(exc):
+                click.echo(f"Error: {disk_full_error(exc.filename or 'the output', exc)}", err=True)
+                sys.exit(2)
+            if exc.errno == errno.EROFS:
+                click.echo(f"Error: {exc.filename or 'the output'} is on a read-only file system: choose another "
+                           "output (-o/--output)", err=True)
+                sys.exit(2)
+            raise
         except KeyboardInterrupt:
             click.echo("Interrupted: rerun the same command to resume.", err=True)
             sys.exit(130)

@@ -114,7 +114,30 @@ def extract(model, corpus, layers, max_length, n_sequences, batch_size, dtype, d
             f"{layer}: {frac:.1%}" for layer, frac in zip(result.layers, result.drop_fraction)))
     if result.weights == "random-init":
         lines.append("NOTE: RANDOM-INIT weights, not a trained model: use this data to test pipelines only.")
+    if result.weights == "partly-random":
+        lines.append("NOTE: PARTLY RANDOM weights (--allow-missing-weights): weights the checkpoint lacked were randomly "
+                     "initialised; the file lists them (attribute random_weights). Not the trained model.")
     _emit(payload, as_json, lines)
+
+
+def _check_same_layers(data, other, data_file, compare_file) -> None:
+    """``measure --compare``: the two files must hold the same MoE layers (compared layer by layer)."""
+    a, b = [int(x) for x in data.layers], [int(x) for x in other.layers]
+    if a != b:
+        common = sorted(set(a) & set(b))
+        hint = (f"pass --layers {','.join(map(str, common))} (the layers both hold)" if common
+                else "compare files of the same model")
+        raise InvalidParameterError(f"--compare: {compare_file} holds MoE layers {b}, {data_file} holds {a}: {hint}")
+
+
+def _check_routing_cost(data, max_distance: int, command: str) -> None:
+    """Refuse, before any work, a file whose expert count makes the per-layer arrays too large."""
+    from ..mc.resources import check_cost, routing_cost
+
+    memory = routing_cost(data.n_sequences, data.n_experts, max_distance, fit=command == "fit")
+    check_cost(memory, 0.0, f"{command} of {data.path} ({data.n_sequences} sequences, {data.n_experts:,} experts)",
+               fix="check the file's n_experts attribute (the model's number of routed experts), or use fewer "
+                   "sequences (a smaller file) or a smaller --max-distance")
 
 
 @main.command()
@@ -163,9 +186,13 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
     block_list = _int_list(block_sizes, "--block-sizes") or ()
     names = MEASURE_FIGURES + (("compare",) if compare_file is not None else ())
     declared = _figure_paths(f"{stem}.{name}" for name in names)
+    data = load_experts(data_file, layers=layer_list)
+    other = None if compare_file is None else load_experts(compare_file, layers=layer_list)
+    _check_routing_cost(data, max_distance, "measure")
+    if other is not None:
+        _check_same_layers(data, other, data_file, compare_file)
+        _check_routing_cost(other, max_distance, "measure")
     with output_unit(output, others=declared, overwrite=overwrite) as unit:
-        data = load_experts(data_file, layers=layer_list)
-        other = None if compare_file is None else load_experts(compare_file, layers=layer_list)
         options = dict(max_distance=max_distance, block_sizes=block_list, dropped=dropped, n_bootstrap=n_bootstrap,
                        seed=seed, progress=not as_json)
         with open_executor(executor) as pool:
@@ -264,8 +291,9 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
     layer_list = _int_list(layers, "--layers")
     variant_list = [v.strip() for v in variants.split(",")] if variants else None
     declared = [summary_file, *_figure_paths(out_dir / n for n in FIT_FIGURES)]
+    data = load_experts(path, layers=layer_list)
+    _check_routing_cost(data, max_distance, "fit")
     with output_unit(fit_file, others=declared, overwrite=overwrite) as unit:
-        data = load_experts(path, layers=layer_list)
         with open_executor(executor) as pool:
             report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
                                      max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,

@@ -80,6 +80,28 @@ class RoutingCapture:
         self._handles = []
         self._records: dict[int, dict[str, torch.Tensor]] = {}
 
+    def check_finite(self) -> None:
+        """Refuse router weights holding NaN or infinities (a damaged checkpoint): one such value sends
+        every token of the following layers to the same experts, which would look like routing."""
+        from ..errors import NonFiniteError
+
+        for index, block in self.blocks:
+            router = block.router if self.family == "switch_transformers" else block.gate
+            for name, weight in router.named_parameters():
+                bad = int((~torch.isfinite(weight.detach())).sum())
+                if bad:
+                    raise NonFiniteError(
+                        f"the router of MoE layer {index} ({name}) holds {bad} NaN or infinite value(s): the checkpoint "
+                        "is damaged and its routing would be meaningless; restore its weights")
+
+    def _check_logits(self, index: int, logits) -> None:
+        if torch.is_tensor(logits) and logits.is_floating_point() and not bool(torch.isfinite(logits).all()):
+            from ..errors import NonFiniteError
+
+            raise NonFiniteError(
+                f"the router logits of MoE layer {index} are NaN or infinite for some tokens: a weight before it is "
+                "damaged or overflows in this dtype (try --dtype fp32); nothing was written")
+
     def __enter__(self):
         for index, block in self.blocks:
             if self.family == "switch_transformers":
@@ -98,6 +120,7 @@ class RoutingCapture:
     def _switch_hook(self, index: int):
         def hook(router, inputs, outputs):
             dispatch, _, logits = outputs
+            self._check_logits(index, logits)
             # the router's own decision: argmax of softmax(logits) in its dtype, cast back
             probs = torch.softmax(logits, dim=-1, dtype=router.dtype).to(router.input_dtype)
             rec = {"ids": probs.argmax(dim=-1, keepdim=True), "dropped": dispatch.sum(dim=-1) == 0}
@@ -119,6 +142,7 @@ class RoutingCapture:
 
     def _gate_hook(self, index: int):
         def hook(module, inputs, outputs):
+            self._check_logits(index, outputs[0] if isinstance(outputs, (tuple, list)) else outputs)
             rec = self._records.setdefault(index, {})
             if self.want_probs:
                 rec["logits"] = outputs[0]

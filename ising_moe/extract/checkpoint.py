@@ -203,17 +203,79 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return result["ok"]
 
 
+#: configuration values an organism's routing depends on: an edit of one in ``config.json`` (say
+#: ``num_experts_per_tok``) makes the checkpoint another model than the one trained
+_ROUTING_KEYS = ("num_experts", "num_experts_per_tok", "norm_topk_prob", "num_hidden_layers", "hidden_size",
+                 "intermediate_size", "num_attention_heads", "num_key_value_heads", "d_model", "d_ff", "d_kv",
+                 "num_layers", "num_decoder_layers", "num_sparse_encoder_layers", "num_sparse_decoder_layers",
+                 "num_heads", "router_bias", "router_jitter_noise", "router_dtype", "router_ignore_padding_tokens",
+                 "model_type")
+
+
+def _trained_config(path: Path, attrs: dict, twin: bool) -> tuple[dict | None, str]:
+    """The configuration an organism was trained with, and where it comes from: as its training log
+    recorded it (``model_config``), else (logs written before it was recorded) the ``config.json``
+    of its twin, saved by the same run (the trained model's beside the twin, the twin's beside it)."""
+    if attrs.get("model_config"):
+        try:
+            config = json.loads(str(attrs["model_config"]))
+        except json.JSONDecodeError:
+            config = None
+        if isinstance(config, dict):
+            return config, "train_log.h5"
+    sibling = (path.parent if twin else path / "untrained") / "config.json"
+    try:
+        config = json.loads(sibling.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, ""
+    return (config, str(sibling)) if isinstance(config, dict) else (None, "")
+
+
+def _check_organism(path: Path, log_file: Path, attrs: dict, twin: bool) -> str:
+    """Compare the weights and the routing configuration beside a training log with what it recorded.
+
+    Returns how the weights were verified; raises when they or the configuration differ.
+    """
+    fix = (f"these are not the weights trained here: restore the directory as `isingmoe train` wrote it, or copy it "
+           f"without train_log.h5 to extract it as a plain local checkpoint")
+    config_file = path / "config.json"
+    trained, source = _trained_config(path, attrs, twin)
+    if trained is not None and config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            config = {}  # inspect_checkpoint names a damaged config.json
+        changed = [k for k in _ROUTING_KEYS if k in trained and k in config and config[k] != trained[k]]
+        if changed:
+            shown = ", ".join(f"{k} = {config[k]!r} (trained with {trained[k]!r})" for k in changed[:4])
+            raise DataFormatError(f"{config_file} differs from the configuration of the training run ({source}): "
+                                  f"{shown}; {fix}")
+    key = "untrained_weights_sha256" if twin else "weights_sha256"
+    recorded = str(attrs.get(key, "") or "")
+    if not recorded:
+        return f"not checked ({log_file.name} records no {key})"
+    weights = path / "model.safetensors"
+    actual = _file_sha256(weights) if weights.is_file() else "(no model.safetensors)"
+    if actual != recorded:
+        raise DataFormatError(f"{weights} does not match {log_file}: its SHA-256 is {actual[:16]}..., the training log "
+                              f"records {recorded[:16]}...; {fix}")
+    return f"sha256 {recorded} matches {log_file.name}"
+
+
 def organism(path) -> dict | None:
     """What ``isingmoe train`` recorded for a checkpoint directory, or None for other checkpoints.
 
     A trained organism has its training log ``train_log.h5`` (kind ``train_log``) beside its
     weights; its untrained twin is the ``untrained/`` sub-directory (same configuration, step 0).
+    The weights must have the SHA-256 the log records (``weights_sha256``, the twin's
+    ``untrained_weights_sha256``) and ``config.json`` the routing values of the run's preset and
+    overrides: otherwise they are not the weights trained here and :class:`DataFormatError` says so.
 
     Returns
     -------
     dict or None
         ``weights`` ("trained-here" or "random-init"), ``subject`` (one sentence for reports),
-        ``preset``, ``tokens``, ``corpus_sha256``, ``train_log_sha256``.
+        ``preset``, ``tokens``, ``corpus_sha256``, ``train_log_sha256``, ``weights_verified``.
     """
     path = Path(path).resolve()
     twin = path.name == "untrained" and (path.parent / "train_log.h5").is_file()
@@ -223,7 +285,9 @@ def organism(path) -> dict | None:
     from ..io import open_h5
 
     with open_h5(log_file, kind="train_log") as f:
-        attrs = {k: f.attrs[k] for k in ("preset", "tokens", "corpus_sha256") if k in f.attrs}
+        attrs = {k: f.attrs[k] for k in ("preset", "tokens", "corpus_sha256", "weights_sha256",
+                                         "untrained_weights_sha256", "model_config") if k in f.attrs}
+    verified = _check_organism(path, log_file, attrs, twin)
     preset = str(attrs.get("preset", "unknown preset"))
     tokens = int(attrs["tokens"]) if "tokens" in attrs else None
     if twin:
@@ -234,4 +298,4 @@ def organism(path) -> dict | None:
         subject = f"{path.name}: {preset} trained here on {amount}; not a production model"
     return {"weights": "random-init" if twin else "trained-here", "subject": subject, "preset": preset,
             "tokens": -1 if tokens is None else tokens, "corpus_sha256": str(attrs.get("corpus_sha256", "")),
-            "train_log_sha256": _file_sha256(log_file)}
+            "train_log_sha256": _file_sha256(log_file), "weights_verified": verified}

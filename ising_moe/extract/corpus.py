@@ -30,7 +30,9 @@ class Corpus:
         The path as given.
     documents : list of str
     sha256 : str
-        Hash of the files' bytes (names and contents, in sorted order).
+        One file: the SHA-256 of its bytes as stored (``sha256sum FILE``; what ``isingmoe train``
+        records of its corpus). A directory: SHA-256 of the lines ``name\0sha256\n`` of its files
+        in sorted order.
     document_ids : list of str
         One id per document: a JSONL record's ``doc_id`` field, else ``<file>:<line>``; the file
         name for a plain-text file.
@@ -132,7 +134,7 @@ def read_corpus(source=None, text_field: str = "text", data_dir=None, split: str
     files = [p for p in files if p.name.endswith(_TEXT_SUFFIXES + _JSONL_SUFFIXES)] if path.is_dir() else files
     if not files:
         raise DataFormatError(f"{path} holds no .txt or .jsonl files")
-    digest = hashlib.sha256()
+    file_hashes: dict[str, str] = {}
     documents: list[str] = []
     document_ids: list[str] = []
     if split is not None and not any(f.name.endswith(_JSONL_SUFFIXES) for f in files):
@@ -142,8 +144,9 @@ def read_corpus(source=None, text_field: str = "text", data_dir=None, split: str
             raise InvalidParameterError(
                 f"{file}: unknown corpus format; use .txt, .txt.gz, .jsonl or .jsonl.gz"
             )
+        raw = file.read_bytes()
+        file_hashes[file.name if path.is_dir() else ""] = hashlib.sha256(raw).hexdigest()
         data = _read_bytes(file)
-        digest.update(file.name.encode() + b"\0" + data)
         text = _decode(file, data)
         if file.name.endswith(_JSONL_SUFFIXES):
             docs, ids = _jsonl_documents(file, text, text_field, split)
@@ -155,5 +158,12 @@ def read_corpus(source=None, text_field: str = "text", data_dir=None, split: str
         document_ids.extend(ids)
     if not documents:
         raise DataFormatError(f"{path}: no document has split = {split!r}")
+    # one file: the SHA-256 of its bytes (as sha256sum, and as `isingmoe train` records its corpus), so that
+    # one output never names the same file with two different hashes; a directory: one hash of its files'
+    if path.is_dir():
+        digest = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in sorted(file_hashes.items())).encode())
+        sha256 = digest.hexdigest()
+    else:
+        sha256 = file_hashes[""]
     return Corpus(name=str(source) if source is not None else f"shipped:{path.name}",
-                  documents=documents, sha256=digest.hexdigest(), document_ids=document_ids)
+                  documents=documents, sha256=sha256, document_ids=document_ids)

@@ -9,6 +9,7 @@ directory, so a user error never leaves anything behind and the corrected comman
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import numpy as np
 
 from .._util import as_int
 from .._version import __version__
-from ..errors import InvalidParameterError, OutputExistsError
+from ..errors import InvalidParameterError, OutputNotWritableError
+from ..outputs import check_target
 from ..io import to_json
 from .positions import check_positions
 from .registry import ModelSpec, default_output, resolve_model
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Job", "check_arguments", "prepare"]
 
 DTYPES = ("bf16", "fp16", "fp32")
+#: the ``weights`` label of a checkpoint run with --allow-missing-weights that lacked some weights
+PARTLY_RANDOM = "partly-random"
 
 
 @dataclass
@@ -98,12 +102,17 @@ def check_arguments(model, *, output=None, layers=None, max_length=512, n_sequen
     if positions != "natural":  # an ablation never takes the natural file's default name
         name += f".positions-{positions}"
     out = Path(output) if output is not None else default_output(name, random_init, reduced, data_dir)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")
-    if out.exists() and out.is_dir():
-        raise InvalidParameterError(f"{out} is a directory, expected a file path")
+    check_target(out, overwrite)
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not _writable(parent):
+        raise OutputNotWritableError(f"cannot write in {parent}/ (permission denied): choose another output path "
+                                     "(-o/--output) or fix the directory's permissions")
     values["output"] = out
     return values
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
 
 
 def _check_padding(padding_side: str, family: str | None) -> None:
@@ -121,10 +130,14 @@ def _checkpoint_provenance(spec: ModelSpec, random_init: bool) -> dict[str, Any]
         return {"checkpoint_sha256": "", "checkpoint_files": {}, "organism": None}
     hashes = content_hashes(spec.hub_id, weights=not random_init)
     return {"checkpoint_sha256": combined_sha256(hashes), "checkpoint_files": hashes,
-            "organism": organism(spec.hub_id)}
+            "organism": None if random_init else organism(spec.hub_id)}
 
 
-def _subject(spec: ModelSpec, weights: str, family: str, seed: int, org) -> str:
+def _subject(spec: ModelSpec, weights: str, family: str, seed: int, org, n_random: int = 0) -> str:
+    if weights == PARTLY_RANDOM:
+        base = "the model trained here" if org is not None and org["weights"] == "trained-here" else spec.hub_id
+        return (f"{spec.alias}: PARTLY RANDOM: {n_random} weight(s) missing from the checkpoint were randomly "
+                f"initialised (seed {seed}), the others are those of {base}; not the trained model")
     if org is not None and weights == org["weights"]:
         return org["subject"]
     if weights == "random-init":
@@ -170,16 +183,26 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
     document_ids = [text.document_ids[d] for d in owner]
     if len(token_ids) == 0:
         raise InvalidParameterError("the corpus produced no tokens")
-    if len(token_ids) < v["n_sequences"]:
-        log.warning("the corpus holds %d sequences of %d tokens, fewer than the %d requested",
-                    len(token_ids), max_length, v["n_sequences"])
     checkpoint = _checkpoint_provenance(spec, random_init)
     loaded = load_model(spec, config, revision=revision, dtype=dtype, device=run_device, random_init=random_init,
                         seed=seed, allow_missing_weights=allow_missing_weights)
     org = checkpoint["organism"]
     if org is not None and not random_init:
         loaded.weights = org["weights"]
+    if loaded.random_weights and not random_init:  # --allow-missing-weights: neither trained nor pretrained
+        loaded.weights = PARTLY_RANDOM
     capture = RoutingCapture(loaded.model, loaded.family, v["layers"], router_probs, hidden_states)
+    capture.check_finite()
+    # warnings after every check that can stop the run: an error is then one line
+    if getattr(tokenizer, "warning", None):
+        log.warning("%s", tokenizer.warning)
+    if loaded.random_weights:
+        log.warning("%d weights missing from %s were randomly initialised (seed %d): %s", len(loaded.random_weights),
+                    spec.hub_id, seed, ", ".join(loaded.random_weights[:3])
+                    + (f" and {len(loaded.random_weights) - 3} more" if len(loaded.random_weights) > 3 else ""))
+    if len(token_ids) < v["n_sequences"]:
+        log.warning("the corpus holds %d sequences of %d tokens, fewer than the %d requested",
+                    len(token_ids), max_length, v["n_sequences"])
     n_total = len(token_ids)
     bs = v["batch_size"]
 
@@ -200,7 +223,8 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
         "revision": revision or ("local" if spec.is_local else "main"), "commit_hash": loaded.commit_hash or "",
         "checkpoint_sha256": checkpoint["checkpoint_sha256"],
         "checkpoint_files": to_json(checkpoint["checkpoint_files"]),
-        "weights": loaded.weights, "subject": _subject(spec, loaded.weights, loaded.family, seed, org),
+        "weights": loaded.weights,
+        "subject": _subject(spec, loaded.weights, loaded.family, seed, org, len(loaded.random_weights)),
         "random_weights": to_json(loaded.random_weights), "unexpected_weights": to_json(loaded.unexpected_weights),
         "reduced": to_json(spec.reduced) if reduced else "",
         "config": config_json(loaded.config), "n_experts": loaded.n_experts, "top_k": loaded.top_k,
@@ -216,6 +240,7 @@ def prepare(model="switch-8", corpus=None, *, output=None, layers=None, max_leng
         attrs["train_log_sha256"] = org["train_log_sha256"]
         attrs["train_corpus_sha256"] = org["corpus_sha256"]
         attrs["train_tokens"] = org["tokens"]
+        attrs["weights_verified"] = org["weights_verified"]
     if loaded.family == "switch_transformers":
         attrs["expert_capacity"] = int(loaded.config.expert_capacity)
     batches = [(start, min(start + bs, n_total)) for start in range(0, n_total, bs)]

@@ -214,12 +214,15 @@ def load_model(spec: ModelSpec, config, *, revision: str | None = None, dtype: s
             inspect_checkpoint(spec.hub_id, need_weights=True)
         model, info = _from_pretrained(cls, spec, revision, torch_dtype, local_only)
         missing, unexpected, reshaped = _weight_mismatches(info, family)
+        fused = list(reshaped)  # a fused experts tensor short of an expert is re-initialised whole
+        missing, reshaped = _missing_experts(spec, missing, reshaped, info)
         if (missing or unexpected or reshaped) and not allow_missing_weights:
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("reshaped", reshaped)):
+                if keys:
+                    log.info("%s weights of %s (%d): %s", what, spec.hub_id, len(keys), ", ".join(keys))
             raise DataFormatError(_mismatch_message(spec, missing, unexpected, reshaped))
-        missing = sorted(set(missing) | set(reshaped))  # both were randomly initialised
-        if missing:
-            log.warning("%d weights missing from %s were randomly initialised (seed %d): %s", len(missing),
-                        spec.hub_id, seed, _key_list(missing))
+        missing = sorted(set(missing) | set(reshaped) | set(fused))  # all were randomly initialised
+        # (reported by the caller once every check has passed: a warning before an error would make two lines)
         commit = getattr(model.config, "_commit_hash", None)
         weights = "pretrained"
     model = model.to(device=device, dtype=torch_dtype)
@@ -252,9 +255,61 @@ def _weight_mismatches(info: dict, family: str) -> tuple[list[str], list[str], l
     return missing, unexpected, reshaped
 
 
-def _key_list(keys: list[str], limit: int = 6) -> str:
+def _checkpoint_keys(spec: ModelSpec) -> list[str]:
+    """Tensor names in a local checkpoint's ``.safetensors`` headers (empty for a hub checkpoint)."""
+    import struct
+    from pathlib import Path
+
+    if not spec.is_local:
+        return []
+    keys = []
+    for file in sorted(Path(spec.hub_id).glob("*.safetensors")):
+        try:
+            with open(file, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                keys += [k for k in json.loads(fh.read(n)) if k != "__metadata__"]
+        except (OSError, ValueError, struct.error):
+            continue
+    return keys
+
+
+def _missing_experts(spec: ModelSpec, missing: list[str], reshaped: list[str], info: dict):
+    """Report a fused experts tensor that is short of some experts as the missing experts' weights.
+
+    transformers merges the per-expert tensors of a checkpoint (``...experts.3.down_proj.weight``)
+    into one fused tensor (``...experts.down_proj``); with one expert's tensor removed the fused one
+    has one expert too few, which its loader reports as "another shape". Here it is what it is: a
+    missing weight, named as the checkpoint names it where the checkpoint's keys can be read.
+    """
+    import re
+
+    shapes = {str(k[0]): (tuple(k[1]), tuple(k[2])) for k in info.get("mismatched_keys", ())
+              if isinstance(k, (tuple, list)) and len(k) == 3}
+    keys = None
+    still, found = [], list(missing)
+    for name in reshaped:
+        have, want = shapes.get(name, ((), ()))
+        match = re.match(r"^(?P<prefix>.*)\.experts\.(?P<proj>[a-z_]+)$", name)
+        if match is None or not have or len(have) != len(want) or have[0] >= want[0] or have[1:] != want[1:]:
+            still.append(name)
+            continue
+        keys = _checkpoint_keys(spec) if keys is None else keys
+        projs = ("gate_proj", "up_proj") if match["proj"] == "gate_up_proj" else (match["proj"],)
+        named = []
+        for proj in projs:
+            pattern = re.compile(rf"^(?:.*\.)?{re.escape(match['prefix'])}\.experts\.(\d+)\.{proj}(?:\.weight)?$")
+            present = {int(m.group(1)): k for k in keys if (m := pattern.match(k))}
+            if present:
+                template = next(iter(present.values()))
+                named += [re.sub(rf"experts\.\d+\.{proj}", f"experts.{e}.{proj}", template)
+                          for e in range(want[0]) if e not in present]
+        found += named or [f"{name} ({want[0] - have[0]} of {want[0]} experts)"]
+    return sorted(set(found)), still
+
+
+def _key_list(keys: list[str], limit: int = 3) -> str:
     shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+    return shown + (f" and {len(keys) - limit} more (-v lists them all)" if len(keys) > limit else "")
 
 
 def _mismatch_message(spec: ModelSpec, missing: list[str], unexpected: list[str], reshaped: list[str]) -> str:

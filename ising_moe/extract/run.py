@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._util import as_int
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, NonFiniteError
 from ..data import write_document_ids
 from ..io import ChunkStore, atomic_h5, write_array
 from .job import check_arguments, prepare
@@ -130,8 +130,17 @@ def extract(model: str = "switch-8", corpus=None, *, output=None, layers=None, m
             barrier()  # the staging directory exists (and is checked) before any rank writes to it
             mine = shard_range(len(job.batches), rank.world, rank.rank)
             done = store.done()
-            _run_batches(job, store, [b for b in mine if b not in done], [b for b in mine if b in done],
-                         progress and rank.rank == 0, rank)
+            try:
+                _run_batches(job, store, [b for b in mine if b not in done], [b for b in mine if b in done],
+                             progress and rank.rank == 0, rank)
+            except NonFiniteError:
+                if rank.rank == 0:  # a rerun would stop the same way: keep nothing
+                    store.remove()
+                raise
+            except BaseException:
+                if rank.rank == 0 and not rank.sharded and not store.resumed and not store.done():
+                    store.remove()  # failed before its first batch was staged: nothing worth resuming
+                raise
             barrier()  # every shard is staged
             drop_fraction = None
             if rank.rank == 0:

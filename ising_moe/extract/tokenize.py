@@ -23,6 +23,7 @@ class WordHashTokenizer:
     """
 
     name = "fallback:word-hash-v1"
+    warning: str | None = None  # why the model's own tokenizer was not used
     _pattern = re.compile(r"\w+|[^\w\s]")
 
     def __init__(self, vocab_size: int, eos_token_id: int | None = 1, pad_token_id: int = 0):
@@ -59,9 +60,24 @@ class _HFTokenizer:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
 
+#: files of a Hugging Face tokenizer in a checkpoint directory
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "vocab.txt")
+
+
+def _shipped_tokenizer_files(hub_id: str) -> list[str]:
+    from pathlib import Path
+
+    path = Path(hub_id)
+    return [n for n in _TOKENIZER_FILES if (path / n).is_file()] if path.is_dir() else []
+
+
 def load_tokenizer(hub_id: str, revision: str | None, vocab_size: int, eos_token_id, pad_token_id,
                    local_only: bool):
-    """The model's tokenizer from the local cache (or hub), else :class:`WordHashTokenizer`."""
+    """The model's tokenizer from the local cache (or hub), else :class:`WordHashTokenizer`.
+
+    A local checkpoint directory that ships tokenizer files must load them: a damaged one raises
+    :class:`~ising_moe.errors.DataFormatError` instead of falling back to foreign token ids.
+    """
     if isinstance(eos_token_id, (list, tuple)):
         eos_token_id = eos_token_id[0] if eos_token_id else None
     try:
@@ -74,10 +90,21 @@ def load_tokenizer(hub_id: str, revision: str | None, vocab_size: int, eos_token
             raise ValueError("the tokenizer has no vocabulary")
         return _HFTokenizer(tok, f"{hub_id}@{revision or 'main'}")
     except Exception as exc:  # any failure to get the real tokenizer leads to the documented fallback
-        log.warning("tokenizer of %s not available offline (%s): using %s", hub_id,
-                    type(exc).__name__, WordHashTokenizer.name)
-        return WordHashTokenizer(vocab_size, eos_token_id=eos_token_id,
-                                 pad_token_id=pad_token_id if pad_token_id is not None else 0)
+        shipped = _shipped_tokenizer_files(hub_id)
+        if shipped:  # a checkpoint that ships a tokenizer was trained on its ids: foreign ids are no substitute
+            from ..errors import DataFormatError
+
+            detail = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise DataFormatError(
+                f"{hub_id} ships a tokenizer ({', '.join(shipped)}) that cannot be loaded ({type(exc).__name__}: "
+                f"{detail}): the model's routing needs its own token ids; repair or restore the tokenizer files") \
+                from None
+        fallback = WordHashTokenizer(vocab_size, eos_token_id=eos_token_id,
+                                     pad_token_id=pad_token_id if pad_token_id is not None else 0)
+        # logged by the caller once every check has passed (a warning before an error would make two lines)
+        fallback.warning = (f"tokenizer of {hub_id} not available offline ({type(exc).__name__}): using "
+                            f"{WordHashTokenizer.name}")
+        return fallback
 
 
 def encode_documents(tokenizer, documents, max_length: int, n_sequences: int, packing: str):

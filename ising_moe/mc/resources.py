@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 
-__all__ = ["MAX_SECONDS", "check_cost", "describe_seconds", "exact_cost", "memory_limit", "simulation_cost"]
+__all__ = ["MAX_SECONDS", "check_cost", "describe_seconds", "exact_cost", "memory_limit", "routing_cost",
+           "simulation_cost"]
 
 #: runs estimated to take longer than this are refused (one day)
 MAX_SECONDS = 86_400.0
@@ -74,17 +75,30 @@ def _human_seconds(x: float) -> str:
     return f"{x:.3g} s"
 
 
-def check_cost(memory: float, seconds: float, what: str, max_seconds: float = MAX_SECONDS) -> None:
-    """Raise :class:`InvalidParameterError` when ``memory`` or ``seconds`` is beyond the limits."""
+def check_cost(memory: float, seconds: float, what: str, max_seconds: float = MAX_SECONDS,
+               fix: str = "use fewer sites, states, sweeps or chains") -> None:
+    """Raise :class:`InvalidParameterError` when ``memory`` or ``seconds`` is beyond the limits
+    (the message ends with ``fix``)."""
     limit = memory_limit()
     if memory > limit:
         raise InvalidParameterError(
             f"{what} would need about {_human_bytes(memory)} of memory (limit {_human_bytes(limit)}, half of "
-            "this machine's): use fewer sites, states, sweeps or chains")
+            f"this machine's): {fix}")
     if seconds > max_seconds:
         raise InvalidParameterError(
-            f"{what} would take about {_human_seconds(seconds)} (limit {_human_seconds(max_seconds)}): "
-            "use fewer sites, states, sweeps or chains")
+            f"{what} would take about {_human_seconds(seconds)} (limit {_human_seconds(max_seconds)}): {fix}")
+
+
+def routing_cost(n_sequences: int, n_experts: int, max_distance: int, fit: bool = False) -> float:
+    """Bytes of the largest arrays that ``measure`` (``fit=False``) or ``fit`` allocates per layer of an
+    expert-sequence file: per-sequence pair tables of shape (max_distance + 1, n_experts) and
+    expert counts; a fit adds Potts couplings, gradients and transfer matrices of shape
+    (n_experts, n_experts)."""
+    e, n = float(n_experts), float(n_sequences)
+    memory = 8.0 * n * e * (max_distance + 3)
+    if fit:
+        memory += 8.0 * 8 * e * e
+    return memory
 
 
 def describe_seconds(seconds: float) -> str:

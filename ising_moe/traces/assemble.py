@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..data import ExpertSequences
-from ..errors import DataFormatError, InvalidParameterError, OutputExistsError
+from ..errors import DataFormatError, InvalidParameterError
 from ..io import file_sha256
 
 __all__ = [
@@ -77,16 +77,19 @@ def atomic_file(path, overwrite: bool = False) -> Iterator[Path]:
 
     Readers never see a half-written export, and a failure leaves nothing behind.
     """
+    from ..outputs import _ensure_directory, check_target, disk_full, disk_full_error
+
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it")
-    if path.is_dir():
-        raise InvalidParameterError(f"{path} is a directory, expected a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_target(path, overwrite)
+    _ensure_directory(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if disk_full(exc):
+            raise disk_full_error(path, exc) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

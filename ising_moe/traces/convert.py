@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data import ExpertSequences, load_experts, save_experts
-from ..errors import InvalidParameterError, IsingMoeError, OutputExistsError
+from ..errors import InvalidParameterError, IsingMoeError
 from ..io import file_sha256
+from ..outputs import check_target
 
 __all__ = ["IMPORT_FORMATS", "EXPORT_FORMATS", "ImportResult", "ExportResult", "read_trace", "import_trace",
            "export_trace"]
@@ -87,8 +88,7 @@ def import_trace(source, output, fmt: str, *, n_experts: int | None = None, mode
         ``output`` exists and ``overwrite`` is False.
     """
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists: pass overwrite=True (CLI: --overwrite) to replace it")
+    check_target(output, overwrite)
     data = read_trace(source, fmt, n_experts=n_experts, model_id=model_id, **options)
     params = {"format": fmt, "source": str(source), "n_experts": n_experts, "model_id": model_id,
               "options": {k: v for k, v in options.items() if v is not None},
@@ -116,8 +116,7 @@ def export_trace(path, output, fmt: str, *, overwrite: bool = False) -> ExportRe
     if fmt not in EXPORT_FORMATS:
         raise InvalidParameterError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists: pass overwrite=True (CLI: --overwrite) to replace it")
+    check_target(output, overwrite)
     data = load_experts(path)
     if fmt == "npz":
         from .npz import write_npz as write

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataFormatError, DiskFullError, InvalidParameterError, NonFiniteError
 from ..io import to_json
 from . import checkpoint as ck
 from .batches import Batcher, router_masks
@@ -36,11 +37,9 @@ _HISTORY_KEYS = ("step", "tokens", "lr", "train_loss", "val_loss", "aux_loss", "
 
 
 def _tokenizer(work: Path, docs, vocab_size: int):
-    from tokenizers import Tokenizer
-
     path = work / "bpe.json"
     if path.is_file():
-        return Tokenizer.from_file(str(path))
+        return ck.load_tokenizer(path)
     tok = train_tokenizer([docs.text[i] for i in docs.indices("train")], vocab_size)
     tok.save(str(path))
     return tok
@@ -88,7 +87,63 @@ class _Evaluator:
         return routing_stats(self.capture, router_masks(batch, self.capture, self.family), top_k)
 
 
-def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, build_config, model_class):
+def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, build_config, model_class, budget=None):
+    """Prepare the staging directory and train; a fresh run that fails before its first checkpoint
+    leaves nothing behind (the corrected command starts clean)."""
+    work = ck.partial_dir(output)
+    fresh = not work.exists() or overwrite
+    saved = []
+    try:
+        return _run(spec, p, output, overwrite=overwrite, progress=progress, command=command,
+                    stop_after=stop_after, build_config=build_config, model_class=model_class, budget=budget,
+                    saved=saved)
+    except BaseException as exc:
+        if fresh and not saved:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        from ..outputs import disk_full, disk_full_error
+
+        if disk_full(exc) and not isinstance(exc, DiskFullError):  # torch, safetensors, tokenizers: their own types
+            raise disk_full_error(output, exc) from None
+        raise
+
+
+def _check_windows(win: dict, docs, seq_len: int) -> None:
+    for split in ("train", "validation"):
+        if len(win[split][0]) == 0:
+            raise DataFormatError(
+                f"corpus {docs.path} is too small: its {split} documents give no window of at least "
+                f"{max(8, seq_len // 4)} tokens (windows of {seq_len}); add text to that split")
+
+
+def _step_seconds(model, opt, batcher, step, device, autocast) -> float:
+    """Wall time of one forward and backward pass on the batch of ``step``; the model, optimiser and
+    random state are left exactly as they were (a measured run ends bit-identical to another)."""
+    rng = torch.get_rng_state()
+    batch = batcher.step_batch(step, device)
+    times = []
+    for _ in range(2):  # the first pass pays one-off set-up costs: the second is the step's time
+        t0 = time.perf_counter()
+        with autocast():
+            out = model(**batch)
+        out.loss.backward()
+        times.append(time.perf_counter() - t0)
+        opt.zero_grad(set_to_none=True)
+    torch.set_rng_state(rng)
+    return min(times)
+
+
+def _finite_weights(model) -> str | None:
+    """The name of the first parameter holding a NaN or an infinity, or None."""
+    for name, q in model.named_parameters():
+        if not bool(torch.isfinite(q).all()):
+            return name
+    return None
+
+
+def _run(spec, p, output: Path, *, overwrite, progress, command, stop_after, build_config, model_class, budget,
+         saved):
     from tqdm.auto import tqdm
 
     from ..extract.loading import check_versions
@@ -111,6 +166,7 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
         idx = docs.indices(split)
         win[split] = make_windows([encoded[i].ids for i in idx], idx, seq_len, max(8, seq_len // 4))
     del encoded
+    _check_windows(win, docs, seq_len)
 
     # the class's own router losses are part of the saved configuration only when they were used
     p["config"].setdefault("router_aux_loss_coef", 0.0)
@@ -173,13 +229,29 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
 
     if resume:
         state = ck.load_checkpoint(work)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ck.damaged(work / ck.CHECKPOINT, f"it does not fit this model: {str(exc).splitlines()[0][:120]}") \
+                from None
+        saved.append(state["step"])
         history, start, tokens_seen = state["history"], state["step"], state["tokens"]
         val_untrained, elapsed, running = state["val_untrained"], state["elapsed"], state["running"]
         log.info("resuming %s at step %d of %d", work, start, n_steps)
     else:
+        start = 0
+    seconds = _step_seconds(model, opt, batcher, start, device, autocast)
+    remaining = (n_steps - start) * seconds
+    log.info("one optimiser step takes about %.2f s: %d steps, about %.0f s", seconds, n_steps - start, remaining)
+    if budget is not None and remaining > budget:
+        from ..mc.resources import describe_seconds
+
+        raise InvalidParameterError(
+            f"this run would take about {describe_seconds(remaining)} ({n_steps - start:,} optimiser steps of "
+            f"{seconds:.2g} s measured here, {tr['tokens']:,} tokens): lower --tokens, or pass --yes to run it")
+    if not resume:
         untrained = work / "untrained"
         model.save_pretrained(untrained)
         fast.save_pretrained(untrained)
@@ -193,6 +265,7 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
                                   "scheduler": {"step": step, "n_steps": n_steps}, "torch_rng": torch.get_rng_state(),
                                   "history": history, "step": step, "tokens": tokens_seen,
                                   "val_untrained": val_untrained, "elapsed": elapsed, "running": running})
+        saved.append(step)  # a checkpoint to keep (a fresh run that fails before it leaves nothing)
 
     if not resume:
         save(0)
@@ -215,10 +288,15 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
             loss = out.loss + aux_coef * aux + z_coef * zl
             if spec.balance == "mem":
                 loss = loss + mem_coef * mem
+        if not bool(torch.isfinite(loss.detach())):
+            _diverged(work, step + 1, f"the loss is {float(loss.detach())} at step {step + 1}", saved)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        bad = _finite_weights(model)
+        if bad is not None:
+            _diverged(work, step + 1, f"the weight {bad} is non-finite after step {step + 1}", saved)
         history["step_windows"].append(batcher.step_windows(step))
         step_tokens = int(sum(len(batcher.windows[i]) for i in batcher.step_windows(step)))
         tokens_seen += step_tokens
@@ -248,6 +326,14 @@ def run(spec, p, output: Path, *, overwrite, progress, command, stop_after, buil
     return _finish(spec, p, output, work, model, fast, history, evaluator, val_final, bsz, n_steps, tokens_seen,
                    val_untrained, elapsed, resume, command, docs, train_doc, val_doc, versions, params, config,
                    mem_coef)
+
+
+def _diverged(work: Path, step: int, what: str, saved: list) -> None:
+    """Stop a run whose loss or weights became non-finite; its last good checkpoint stays."""
+    ck.mark_diverged(work, what)
+    raise NonFiniteError(
+        f"training stopped: {what}; the last good checkpoint (step {saved[-1]}) is kept in {work}/{ck.CHECKPOINT}. "
+        "Lower the learning rate or the loss coefficients and pass --overwrite to start again")
 
 
 def _finish(spec, p, output, work, model, fast, history, evaluator, val_final, bsz, n_steps, tokens_seen,

@@ -8,23 +8,26 @@ API
 - ``data_moments`` (K,): the sufficient statistics of the training data, **mean per unit** (a unit
   is whatever one chain represents: one training sequence for a conditional model, one sequence
   of the model for an unconditional one).
-- ``model_moments(theta, state) -> (moments, state)``: advances the persistent chains in ``state``
-  (any object; e.g. :class:`~ising_moe.mc.lattice.LatticeState`) under the parameters ``theta``
-  and returns each chain's sufficient statistics, shape (C, K). Their mean over chains estimates
-  the model counterpart of ``data_moments`` (for a conditional model: chain ``c`` is sampled given
-  the tokens of training unit ``c``, so the mean is the model's expectation on the training data).
-  The chains must be independent of each other given ``theta``.
+- ``model_moments(theta, state) -> (mean, var, state)``: advances the persistent chains in
+  ``state`` (any object; e.g. :class:`~ising_moe.mc.lattice.LatticeState`) under the parameters
+  ``theta`` and returns the mean over the chains of their sufficient statistics (K,), which
+  estimates the model counterpart of ``data_moments`` (for a conditional model chain ``c`` is
+  sampled given the tokens of training unit ``c``, so the mean is the model's expectation on the
+  training data), and a per-coordinate variance scale of one chain's statistics (K,), used only to
+  precondition (an approximation is fine). The chains must be independent of each other given
+  ``theta``. (Means and variances, not the chains' statistics: at OLMoE's size those would be
+  1,000 chains x 260,000 coordinates per iteration.)
 - ``l2``: prior precision per unit (the gradient of the log-posterior per unit is
   ``data_moments - E_theta[moments] - l2 theta``).
 
 The rule (stated, and tested in ``tests/fit/test_mc_learning.py``):
 
 * **Step.** ``theta += step * g / d`` with ``g = data_moments - mean_c(moments) - l2 theta`` and
-  ``d`` the variance of each statistic across chains (exponential moving average over iterations,
-  weight 0.1, plus ``l2`` and a floor of ``1e-6`` times its mean): a diagonal Fisher
-  preconditioner, conservative for conditional models (the spread across chains includes the
-  spread of their tokens, so ``d`` over-estimates the conditional variance and steps are
-  smaller). Each coordinate's step is clipped to ``max_step``.
+  ``d`` the variance scale returned by ``model_moments`` (exponential moving average over
+  iterations, weight 0.1, plus ``l2`` and a floor of ``1e-6`` times its mean): a diagonal Fisher
+  preconditioner, conservative for conditional models when it is the spread across chains (that
+  includes the spread of their tokens, so ``d`` over-estimates the conditional variance and steps
+  are smaller). Each coordinate's step is clipped to ``max_step``.
 * **Windows and stopping.** Iterations run in windows of ``window`` iterations at a constant
   ``step``, each window cut into ``n_batches`` batches. At the end of a window the batch means of
   ``g`` give its window mean ``gbar`` and standard error ``se`` (batch means: an error that
@@ -118,7 +121,7 @@ def mc_learning(theta0, data_moments, model_moments, state, *, l2: float = 0.0, 
     Parameters
     ----------
     theta0, data_moments : ndarray, shape (K,)
-    model_moments : callable ``(theta, state) -> (moments (C, K), state)``
+    model_moments : callable ``(theta, state) -> (mean (K,), var (K,), state)``
     state : object
         The persistent chains, passed to ``model_moments``.
     l2 : float
@@ -167,14 +170,13 @@ def mc_learning(theta0, data_moments, model_moments, state, *, l2: float = 0.0, 
         theta_b = np.zeros((n_batches, k))
         g_b = np.zeros((n_batches, k))
         for t in range(window):
-            moments, state = model_moments(theta, state)
-            moments = np.asarray(moments, dtype=float)
-            if moments.ndim != 2 or moments.shape[1] != k or moments.shape[0] < 2:
-                raise InvalidParameterError(f"model_moments must return (n_chains >= 2, {k}) moments, got "
-                                            f"{moments.shape}")
-            var = moments.var(axis=0)
+            mean, var, state = model_moments(theta, state)
+            mean, var = np.asarray(mean, dtype=float), np.asarray(var, dtype=float)
+            if mean.shape != (k,) or var.shape != (k,):
+                raise InvalidParameterError(f"model_moments must return a mean and a variance of {k} coordinates, "
+                                            f"got shapes {mean.shape} and {var.shape}")
             d = var if d is None else 0.9 * d + 0.1 * var
-            g = data - moments.mean(axis=0) - l2 * theta
+            g = data - mean - l2 * theta
             precision = d + l2 + 1e-6 * max(float(d.mean()), 1e-12)
             theta = theta + np.clip(step * g / precision, -max_step, max_step)
             theta_b[t // size] += theta / size

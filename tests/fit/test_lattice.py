@@ -227,3 +227,18 @@ def test_bad_input_is_named():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ConditionalLattice("pseudo-likelihood", token_rows=0).fit(np.zeros((3, 2, 4), np.int64), n_states=2)
+
+
+@pytest.mark.parametrize("couplings", ["potts", "full"])
+def test_moments_mean_is_exact_and_variance_scale_close(couplings):
+    """The Monte Carlo learning moments: exact mean of phi over the sequences; the variance scale
+    (cells treated as uncorrelated) within a factor 2 of the exact variance on the median."""
+    lay = LatticeLayout(3, 4, n_rows=5, couplings=couplings, cross_range=2)
+    rng = np.random.default_rng(0)
+    data = LatticeData.from_arrays(rng.integers(0, 4, (30, 3, 12)), rng.integers(0, 5, (30, 12)),
+                                   rng.integers(2, 13, 30), 4)
+    mean, var = lay.moments(data)
+    phi = lay.statistics_per_sequence(data)
+    np.testing.assert_allclose(mean, phi.mean(axis=0), atol=1e-12)
+    ok = phi.var(axis=0) > 0
+    assert 0.5 < np.median(var[ok] / phi.var(axis=0)[ok]) < 2

@@ -26,8 +26,8 @@ def _problem(seed=0, n_units=400):
         logits = b @ theta
         p = np.exp(logits - logits.max())
         p /= p.sum()
-        draws = gen.choice(Q, size=n_units, p=p)
-        return b[draws], gen
+        phi = b[gen.choice(Q, size=n_units, p=p)]
+        return phi.mean(axis=0), phi.var(axis=0), gen
 
     return ml, data_moments, model_moments
 

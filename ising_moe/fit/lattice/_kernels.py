@@ -114,3 +114,58 @@ def add_row_marginals(marg, rows, lengths, per_row):
             r = rows[b, i]
             for c in range(size):
                 per_row[r, c] += marg[b, i, c]
+
+
+@njit(parallel=True)
+def lattice_moments(states, rows, lengths, pairs, chunk_bounds, tok_sum, tok_sq, coup_sum, coup_sq, cross_sum,
+                    cross_sq):
+    """Sums over sequences of the counts and of their squares, per chunk ``k`` (into ``[k]``).
+
+    ``tok_*`` (K, Λ, R, q), ``coup_*`` (K, Λ, q, q), ``cross_*`` (K, P, q, q), zeroed by the caller.
+    Each sequence's counts are accumulated in scratch tables and only the cells it touched are
+    squared and reset, so a sequence costs O(Λ n) whatever R and q.
+    """
+    lam = states.shape[1]
+    q = tok_sum.shape[3]
+    n_rows = tok_sum.shape[2]
+    n_sites = states.shape[2]
+    n_pairs = pairs.shape[0]
+    for k in prange(chunk_bounds.shape[0] - 1):
+        t_buf = np.zeros((n_rows, q))
+        c_buf = np.zeros((q, q))
+        touched_r = np.empty(n_sites, np.int64)
+        touched_a = np.empty(n_sites, np.int64)
+        touched_b = np.empty(n_sites, np.int64)
+        for s in range(chunk_bounds[k], chunk_bounds[k + 1]):
+            x = states[s]
+            r = rows[s]
+            n = lengths[s]
+            for l in range(lam):
+                for i in range(n):
+                    t_buf[r[i], x[l, i]] += 1.0
+                    touched_r[i] = r[i]
+                    touched_a[i] = x[l, i]
+                for i in range(n):
+                    v = t_buf[touched_r[i], touched_a[i]]
+                    if v != 0.0:
+                        tok_sum[k, l, touched_r[i], touched_a[i]] += v
+                        tok_sq[k, l, touched_r[i], touched_a[i]] += v * v
+                        t_buf[touched_r[i], touched_a[i]] = 0.0
+                for i in range(n - 1):
+                    c_buf[x[l, i], x[l, i + 1]] += 1.0
+                for i in range(n - 1):
+                    v = c_buf[x[l, i], x[l, i + 1]]
+                    if v != 0.0:
+                        coup_sum[k, l, x[l, i], x[l, i + 1]] += v
+                        coup_sq[k, l, x[l, i], x[l, i + 1]] += v * v
+                        c_buf[x[l, i], x[l, i + 1]] = 0.0
+            for p in range(n_pairs):
+                a, b = pairs[p, 0], pairs[p, 1]
+                for i in range(n):
+                    c_buf[x[a, i], x[b, i]] += 1.0
+                for i in range(n):
+                    v = c_buf[x[a, i], x[b, i]]
+                    if v != 0.0:
+                        cross_sum[k, p, x[a, i], x[b, i]] += v
+                        cross_sq[k, p, x[a, i], x[b, i]] += v * v
+                        c_buf[x[a, i], x[b, i]] = 0.0

@@ -85,8 +85,23 @@ class ExactLattice:
             yield idx, self.unary[data.rows[idx]]
 
     def log_partition(self, data: LatticeData) -> np.ndarray:
-        """``log Z(t)`` of every sequence, shape (S,)."""
+        """``log Z(t)`` of every sequence, shape (S,).
+
+        Without cross-layer couplings the layers are independent chains: ``log Z`` is the sum of
+        the layers' (q states per step instead of ``q^Λ``).
+        """
         self.layout.check(data)
+        lay = self.layout
+        if lay.n_pairs == 0 and lay.n_layers > 1:
+            out = np.zeros(data.n_sequences)
+            for l in range(lay.n_layers):
+                one = LatticeLayout(1, lay.n_states, lay.n_rows, lay.couplings, 0)
+                theta = one.project_parameters({"token": self.params["token"][l:l + 1],
+                                                "coupling": self.params["coupling"][l:l + 1],
+                                                "cross": np.zeros((0, lay.n_states, lay.n_states))})
+                out += ExactLattice(one, theta).log_partition(LatticeData(data.states[:, l:l + 1], data.rows,
+                                                                          data.lengths, data.n_states))
+            return out
         out = np.empty(data.n_sequences)
         for idx, u in self._batches(data):
             res = forward_backward(u, self.transition, data.lengths[idx], marginals=False, pairs=False)

@@ -38,6 +38,8 @@ __all__ = ["LATTICE_METHODS", "ConditionalLattice", "LatticeFitResult"]
 LATTICE_METHODS = ("exact", "pseudo-likelihood", "monte-carlo")
 #: largest number of parameters with a Fisher-information covariance (dense inverse)
 MAX_COVARIANCE_PARAMS = 4000
+#: largest column drawn exactly by default in :meth:`ConditionalLattice.sample` (above: the sampler is cheaper)
+MAX_EXACT_DRAW_STATES = 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,7 +255,7 @@ class ConditionalLattice:
                 message += "; Fisher information not positive definite: no standard errors"
         stderr = np.sqrt(np.clip(np.diag(cov), 0, None)) if cov is not None else np.full(layout.n_params, np.nan)
         ll = math.nan
-        if layout.n_states**layout.n_layers <= _max_column():
+        if self.method == "exact" or layout.n_states**layout.n_layers <= MAX_EXACT_DRAW_STATES:
             from .exact import ExactLattice
 
             ll = float(ExactLattice(layout, theta).log_likelihood(data).sum())
@@ -302,8 +304,8 @@ class ConditionalLattice:
         def model_moments(theta, state):
             p = layout.expand(theta)
             sweep(target.with_parameters(p["token"], p["coupling"], p["cross"]), state, sweeps, self.update)
-            return layout.statistics_per_sequence(LatticeData(state.spins, data.rows, data.lengths,
-                                                              data.n_states)), state
+            mean, var = layout.moments(LatticeData(state.spins, data.rows, data.lengths, data.n_states))
+            return mean, var, state
 
         options = dict(self.mc_options or {})
         res, chains = mc_learning(theta0, stats / n_seq, model_moments, chains, l2=self.l2 / n_seq, **options)
@@ -349,9 +351,14 @@ class ConditionalLattice:
         data = self.lattice_data(states, tokens, lengths)
         return float(self.exact().log_likelihood(data).sum() / data.n_tokens)
 
-    def sample(self, tokens=None, lengths=None, n_sites: int | None = None, rng=None, *, n_sweeps: int = 200):
-        """One draw per sequence given its tokens: exact where the column is small, else ``n_sweeps``
-        sampler sweeps from random states. Returns states (S, Λ, n)."""
+    def sample(self, tokens=None, lengths=None, n_sites: int | None = None, rng=None, *, n_sweeps: int = 200,
+               exact: bool | None = None):
+        """One draw per sequence given its tokens. Returns states (S, Λ, n).
+
+        ``exact`` (default: when the column has at most :data:`MAX_EXACT_DRAW_STATES` states):
+        forward filtering, backward sampling; otherwise ``n_sweeps`` sweeps of the sampler from
+        random states (its ``update``).
+        """
         self._check_fitted()
         if tokens is None:
             if self.vocabulary_ is not None:
@@ -363,7 +370,9 @@ class ConditionalLattice:
             tokens = np.asarray(tokens)
             rows = self.vocabulary_.rows(tokens) if self.vocabulary_ is not None else np.zeros(tokens.shape, np.int64)
         lengths = np.full(rows.shape[0], rows.shape[1], np.int64) if lengths is None else np.asarray(lengths, np.int64)
-        if self.n_states_**self.n_layers_ <= _max_column():
+        if exact is None:
+            exact = self.n_states_**self.n_layers_ <= MAX_EXACT_DRAW_STATES
+        if exact:
             return self.exact().sample(rows, lengths, rng)
         from ...mc.lattice import LatticeState, LatticeTarget, sweep
 
@@ -373,8 +382,3 @@ class ConditionalLattice:
         inside = np.arange(rows.shape[1])[None, None, :] < lengths[:, None, None]
         return np.where(inside, state.spins, 0)
 
-
-def _max_column() -> int:
-    from .exact import MAX_COLUMN_STATES
-
-    return MAX_COLUMN_STATES

@@ -229,6 +229,40 @@ class LatticeLayout:
         LK.lattice_counts_per_sequence(data.states, data.rows, data.lengths, self.pairs, tok, coup, cross)
         return self.project_batch(tok, coup, cross[:, : self.n_pairs])
 
+    def moments(self, data: LatticeData) -> tuple[np.ndarray, np.ndarray]:
+        """Mean over the sequences of ``phi`` (n_params,) and a variance scale of each coordinate.
+
+        The variance scale treats the count cells of one sequence as uncorrelated:
+        ``sum_cells B^2 Var(count)`` (exact for one count per cell). It is a preconditioner (Monte
+        Carlo learning), not an error: it costs O(S Λ n), while the exact per-sequence variances
+        need :meth:`statistics_per_sequence` (S x n_params).
+        """
+        from .pseudo_likelihood import chunk_bounds
+
+        self.check(data)
+        lam, q, rr = self.n_layers, self.n_states, self.n_rows
+        bounds = chunk_bounds(data.n_sequences)
+        k = len(bounds) - 1
+        p = max(self.n_pairs, 1)
+        arrays = [np.zeros((k, lam, rr, q)), np.zeros((k, lam, rr, q)), np.zeros((k, lam, q, q)),
+                  np.zeros((k, lam, q, q)), np.zeros((k, p, q, q)), np.zeros((k, p, q, q))]
+        LK.lattice_moments(data.states, data.rows, data.lengths, self.pairs, bounds, *arrays)
+        n = data.n_sequences
+        t_sum, t_sq, c_sum, c_sq, x_sum, x_sq = (a.sum(axis=0) for a in arrays)
+        mean = self.project({"token": t_sum / n, "coupling": c_sum / n, "cross": x_sum[: self.n_pairs] / n})
+        b2 = self.basis**2
+        var = np.zeros(self.n_params)
+        var[self.slices["token"]] = ((t_sq / n - (t_sum / n) ** 2) @ b2).ravel()
+        vc = c_sq / n - (c_sum / n) ** 2
+        if self.couplings == "potts":
+            var[self.slices["coupling"]] = np.einsum("lab,ab->l", vc, (np.eye(q) - 1.0 / q) ** 2)
+        elif self.couplings == "full":
+            var[self.slices["coupling"]] = (b2.T @ vc @ b2).ravel()
+        if self.n_pairs:
+            vx = x_sq[: self.n_pairs] / n - (x_sum[: self.n_pairs] / n) ** 2
+            var[self.slices["cross"]] = (b2.T @ vx @ b2).ravel()
+        return mean, np.maximum(var, 0.0)
+
     def project_batch(self, tok, coup, cross) -> np.ndarray:
         """:meth:`project` of a batch of q-indexed arrays (leading axis: sequences)."""
         b, q = self.basis, self.n_states

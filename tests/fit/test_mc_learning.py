@@ -56,3 +56,24 @@ def test_identical_for_a_seed():
     runs = [mc_learning(np.zeros(Q - 1), data_moments, model_moments, np.random.default_rng(4), window=60,
                         n_batches=6)[0].theta for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_a_drifting_block_is_not_averaged_away():
+    """Three slowly drifting coordinates (t^2 ~ 10-90) beside 2000 that are pure noise: the mean over
+    all of them passes (the old rule); the per-block rule must not."""
+    ml, data_moments, model_moments = _problem()
+    n_noise = 2000
+
+    def moments(theta, gen):
+        mean, var, gen = model_moments(theta[: Q - 1], gen)
+        noise = gen.normal(size=n_noise) * 0.05
+        return np.r_[mean, noise], np.r_[var, np.full(n_noise, 1.0)], gen
+
+    start = np.r_[ml + 0.1, np.zeros(n_noise)]
+    data = np.r_[data_moments, np.zeros(n_noise)]
+    kwargs = dict(step=0.002, window=100, n_batches=10, max_windows=1)
+    pooled, _ = mc_learning(start, data, moments, np.random.default_rng(1), **kwargs)
+    blocked, _ = mc_learning(start, data, moments, np.random.default_rng(1), blocks=[slice(0, Q - 1),
+                                                                                     slice(Q - 1, None)], **kwargs)
+    assert pooled.success  # the old rule: drift diluted by the noise coordinates
+    assert not blocked.success

@@ -81,7 +81,8 @@ class LatticeReport:
     correlation_model, correlation_empirical, correlation_error : ndarray, shape (Λ, R + 1)
         ``C(r)`` per layer on the test sequences: the model's (from its draws) and the data's.
     gof : list of dict
-        Per layer: ``max_abs_z``, ``chi2``, ``p_value``, ``dof``, ``consistent`` (|z| <= 3 and p > 0.01).
+        Per layer: ``max_abs_z``, ``chi2``, ``p_value``, ``dof``, ``consistent`` (|z| <= 3 and p > 0.01;
+        None when the correlated chi-square cannot be computed: fewer test sequences than distances).
     notes : list of str
     seconds : float
     """
@@ -143,9 +144,17 @@ class LatticeReport:
         if math.isfinite(self.full_gain):
             out.append(f"  whole lattice over independent layers: +{self.full_gain:.4f} ± {self.full_gain_error:.4f} "
                        f"bits/token")
-        bad = [str(self.layers[k]) for k, g in enumerate(self.gof) if not g["consistent"]]
-        out.append("  model C(r) consistent with the data in every layer" if not bad else
-                   f"  model C(r) not consistent with the data in layer(s) {', '.join(bad)}")
+        bad = [str(self.layers[k]) for k, g in enumerate(self.gof) if g["consistent"] is False]
+        untested = [str(self.layers[k]) for k, g in enumerate(self.gof) if g["consistent"] is None]
+        if untested:
+            out.append(f"  model C(r) vs data: n/a in layer(s) {', '.join(untested)} ({self.gof[0]['message']})")
+        if bad:
+            detail = "; ".join(f"layer {self.layers[k]} max|z| = {g['max_abs_z']:.1f}, p = {g['p_value']:.2g}"
+                               for k, g in enumerate(self.gof) if g["consistent"] is False)
+            out.append(f"  model C(r) not consistent with the data (|z| > 3 or p <= 0.01) in layer(s) "
+                       f"{', '.join(bad)}: {detail}")
+        elif not untested:
+            out.append("  model C(r) consistent with the data in every layer (|z| <= 3 and p > 0.01)")
         out += [f"  note: {n}" for n in self.notes]
         return out
 
@@ -223,7 +232,7 @@ def _fit(method, states, tokens, lengths, q, token_rows, couplings, cross_range,
 
 
 def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str = "potts", cross_range: int = 1,
-                    token_rows: int = 1000, l2: float = 0.1, test_fraction: float = 0.2, gof_distance: int = 32,
+                    token_rows: int = 1000, l2: float = 1.0, test_fraction: float = 0.2, gof_distance: int = 32,
                     n_draws: int = 4, n_bootstrap: int = 100, mc_options=None, seed: int = 0) -> LatticeReport:
     """Fit the lattice to an :class:`~ising_moe.data.ExpertSequences` (see the module docstring).
 
@@ -347,8 +356,10 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
         mod = correlation_function(draws[:, k], pos < lengths[rep, None], q, r_max, n_null=0)
         g = goodness_of_fit(mod.values, emp)
         c_model[k], c_emp[k], c_err[k] = mod.values, emp.values, emp.errors
+        testable = math.isfinite(g.p_value)  # the correlated chi-square needs more sequences than distances
         gof.append({"max_abs_z": g.max_abs_z, "chi2": g.chi2, "p_value": g.p_value, "dof": g.dof,
-                    "consistent": g.consistent, "model_error_ratio": float(1 / math.sqrt(n_draws))})
+                    "consistent": g.consistent if testable else None, "message": g.message,
+                    "model_error_ratio": float(1 / math.sqrt(n_draws))})
     notes.append(f"model C(r) and MI from {n_draws} draws per test sequence: their Monte Carlo error (about "
                  f"{1 / math.sqrt(n_draws):.2f} of the empirical error) is not in the z-scores")
     strength = model.result_.coupling_strength()
@@ -409,7 +420,8 @@ def write_lattice_report(report: LatticeReport, path, *, overwrite: bool = False
 
     from ...io import atomic_h5, strict_json, write_array
 
-    attrs = {"model_id": report.source.get("model_id") or "unknown", "weights": report.source.get("weights") or "unknown",
+    attrs = {"model_id": report.source.get("model_id") or "unknown",
+             "weights": report.source.get("weights") or "unknown",
              "input_path": str(report.source.get("path") or ""), "input_sha256": input_sha256,
              "summary": strict_json(report.summary()), "layers": np.asarray(report.layers, dtype=np.int64)}
     coords = {"layer": np.asarray(report.layers, dtype=np.int64)}

@@ -242,3 +242,26 @@ def test_moments_mean_is_exact_and_variance_scale_close(couplings):
     np.testing.assert_allclose(mean, phi.mean(axis=0), atol=1e-12)
     ok = phi.var(axis=0) > 0
     assert 0.5 < np.median(var[ok] / phi.var(axis=0)[ok]) < 2
+
+
+def test_monte_carlo_fit_recovers_parameters_of_sampler_data():
+    """The path for large lattices, end to end: data drawn by long heat-bath runs of the 2D sampler
+    (not the exact sampler), fitted by Monte Carlo learning; couplings within 4 of the Fisher
+    standard errors estimated on the chains, and the next-nearest cross-layer couplings included."""
+    from ising_moe.mc.lattice import LatticeState, LatticeTarget, sweep
+
+    lay = LatticeLayout(4, 3, n_rows=1, couplings="full", cross_range=2)
+    rng = np.random.default_rng(3)
+    theta = 0.5 * rng.normal(size=lay.n_params)
+    p = lay.expand(theta)
+    n_seq, n = 80, 48
+    target = LatticeTarget(p["token"], p["coupling"], p["cross"], lay.pairs, np.zeros((n_seq, n), np.int64),
+                           np.full(n_seq, n))
+    x = sweep(target, LatticeState.initial(target, rng), 400).spins
+    fit = ConditionalLattice("monte-carlo", couplings="full", cross_range=2, token_rows=0, l2=0.01,
+                             mc_options={"window": 100}).fit(x, n_states=3)
+    res = fit.result_
+    assert res.success, res.message
+    sl = slice(lay.slices["coupling"].start, lay.n_params)
+    z = (res.theta[sl] - theta[sl]) / res.theta_stderr[sl]
+    assert np.abs(z).max() <= 4, z

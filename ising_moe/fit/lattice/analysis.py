@@ -388,9 +388,9 @@ def plot_lattice(report: LatticeReport, axes=None):
     ax1, ax2 = axes
     lay = report.layers
     x = np.arange(len(lay))
-    ax1.bar(x - 0.2, report.strength_within, 0.4, label="within layer (along the text)")
-    pos = [(a + b) / 2 for a, b in report.cross_pairs]
-    ax1.bar(np.array(pos) + 0.2, report.strength_cross, 0.4, label="cross-layer (l, m), drawn at (l + m) / 2")
+    ax1.bar(x, report.strength_within, 0.35, label="within layer l (along the text), at l")
+    pos = np.array([(a + b) / 2 for a, b in report.cross_pairs], dtype=float)
+    ax1.bar(pos, report.strength_cross, 0.35, label="cross-layer (l, m), at (l + m) / 2")
     ax1.set_xticks(x, [str(v) for v in lay])
     ax1.set_xlabel("layer")
     ax1.set_ylabel("coupling strength ||J||_F [nats]")

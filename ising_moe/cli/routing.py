@@ -276,6 +276,9 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
         data = load_experts(path, layers=layer_list)
         if lattice and len(data.layers) < 2:
             raise InvalidParameterError("--lattice needs at least two MoE layers (--layers with two or more)")
+        if lattice and data.token_ids is None:
+            raise InvalidParameterError("--lattice fits token fields and needs the token ids of the routed text; this "
+                                        "file has none: re-extract it with `isingmoe extract`")
         with open_executor(executor) as pool:
             report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
                                      max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,

@@ -90,5 +90,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
                                   "--variants", "potts", "--lattice"])
     assert r.exit_code == 2 and "two MoE layers" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o" / "fit.h5").exists()
+    no_tokens = ExpertSequences(d.experts, d.mask, Q, attrs=ATTRS)
+    save_experts(no_tokens, tmp_path / "nt.h5")
+    r = CliRunner().invoke(main, ["fit", "--model", str(tmp_path / "nt.h5"), "-o", str(tmp_path / "o2"),
+                                  "--variants", "potts", "--lattice"])
+    assert r.exit_code == 2 and "token ids" in r.output and not (tmp_path / "o2" / "fit.h5").exists()
     with pytest.raises(InvalidParameterError, match="method"):
         analyze_lattice(d, method="magic")

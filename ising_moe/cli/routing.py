@@ -237,6 +237,13 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
                    "model's C(r) against the data [default: on when the file has token ids].")
 @click.option("--gof-distance", type=int, default=None,
               help="Largest r of the decomposition's goodness of fit [default: min(64, --max-distance)].")
+@click.option("--lattice", is_flag=True,
+              help="Also fit the layer x position lattice (cross-layer couplings between a token's experts): "
+                   "lattice.h5, the 'lattice' block of summary.json and lattice.png/pdf.")
+@click.option("--lattice-method", type=click.Choice(["auto", "exact", "pseudo-likelihood", "monte-carlo"]),
+              default="auto", show_default=True,
+              help="How the lattice is fitted (auto: pairs by pseudo-likelihood, the whole lattice by Monte Carlo "
+                   "learning; exact: every model by the exact column transfer operator).")
 @executor_options
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -246,7 +253,7 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--overwrite", is_flag=True, help="Replace the outputs and discard an interrupted fit's layers.")
 @click.option("--json", "as_json", is_flag=True)
 def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, decomposition,
-        gof_distance, executor, processes, seed, output, output_dir, overwrite, as_json):
+        gof_distance, lattice, lattice_method, executor, processes, seed, output, output_dir, overwrite, as_json):
     """Fit Potts chains to expert sequences and compare fitted with empirical correlations.
 
     With token ids in the file, also the decomposition: held-out bits/token that token identity,
@@ -291,8 +298,14 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
     layer_list = _int_list(layers, "--layers")
     variant_list = [v.strip() for v in variants.split(",")] if variants else None
     declared = [summary_file, *_figure_paths(out_dir / n for n in FIT_FIGURES)]
+    declared += [out_dir / "lattice.h5", *_figure_paths([out_dir / "lattice"])]
     data = load_experts(path, layers=layer_list)
     _check_routing_cost(data, max_distance, "fit")
+    if lattice and len(data.layers) < 2:
+        raise InvalidParameterError("--lattice needs at least two MoE layers (--layers with two or more)")
+    if lattice and data.token_ids is None:
+        raise InvalidParameterError("--lattice fits token fields and needs the token ids of the routed text; this "
+                                    "file has none: re-extract it with `isingmoe extract`")
     with output_unit(fit_file, others=declared, overwrite=overwrite) as unit:
         with open_executor(executor) as pool:
             report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
@@ -305,6 +318,16 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
         staged = fit_figures(report, unit.path(fit_file).parent)
         figures = [out_dir / p.name for p in staged]
         payload, lines = fit_summary(report)
+        if lattice:
+            from ..fit.lattice.analysis import analyze_lattice, lattice_figure, write_lattice_report
+
+            lat = analyze_lattice(data, method=lattice_method, test_fraction=test_fraction,
+                                  gof_distance=min(32, max_distance), seed=seed)
+            write_lattice_report(lat, unit.path(out_dir / "lattice.h5"), overwrite=True, input_sha256=sha)
+            figures += [out_dir / p.name for p in lattice_figure(lat, unit.path(fit_file).parent)]
+            payload["lattice"] = lat.summary()
+            report.params["lattice"] = lat.params
+            lines += lat.lines() + [f"wrote {out_dir / 'lattice.h5'}"]
         payload.update({"input_sha256": sha, "fit_file": str(fit_file), "figures": [str(p) for p in figures]})
         write_json(unit.path(summary_file), payload, kind="fit-summary", params=report.params, seed=seed,
                    overwrite=True)

@@ -1,7 +1,8 @@
 """Exact solution of 1D Potts/Ising chains by transfer matrices (see :mod:`.solver`).
 
 ``solver`` holds :class:`ExactSolution` and the function API; ``_kernels`` the Numba forward/backward
-recursions it runs on.
+recursions it runs on. :mod:`.product` is the exact forward-backward of chains whose site state is a
+tuple of factors (a hidden topic and an expert, or a column of layers), with Kronecker transitions.
 """
 
 from .solver import (

@@ -1,0 +1,194 @@
+"""Lattice speed: the exact column step, and one Monte Carlo learning fit of an OLMoE-shaped problem.
+
+1. ``log Z`` of lattices given their tokens (Λ layers x q experts, n positions): the shipped exact
+   column forward pass (Kronecker step, ``ising_moe.exact.product``) against a plain NumPy forward
+   pass with the dense q^Λ x q^Λ column transfer matrix, batched over the sequences (one BLAS
+   matrix product per position), in the same run; both checked to agree. Ratio = dense / Kronecker.
+   Also the same Kronecker step written in plain NumPy (``tensordot`` per layer): what the step
+   itself gains over the dense matrix, apart from the kernel's implementation.
+2. One Monte Carlo learning fit (heat-bath persistent chains, one per training sequence, from the
+   pseudo-likelihood fit) of data drawn from a planted lattice of OLMoE's shape (16 layers x 64
+   experts; token fields of 200 token rows; Potts couplings along the text; full adjacent
+   cross-layer couplings), at a reduced number of sequences and positions: its time per iteration
+   and per sweep, the extrapolation to 1,000 sequences x 256 tokens (linear in sites: every
+   sweep, statistic and step is), and its agreement with pseudo-likelihood (coupling coordinates).
+
+    python benchmarks/bench_lattice.py [--layers 4 --states 8 --positions 256 --sequences 8]
+                                       [--mc-sequences 40 --mc-positions 64 --mc-window 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from _common import best_time, emit
+
+from ising_moe.fit.lattice import ExactLattice, LatticeData, LatticeLayout
+from ising_moe.fit.lattice.pseudo_likelihood import PseudoLikelihood, minimize_lbfgs, parameter_scale
+
+
+def dense_log_partition(ex: ExactLattice, rows, lengths_equal_n):
+    """Plain NumPy: scaled forward recursion with the dense column transfer matrix, batched over sequences."""
+    d = ex.digits
+    coupling = ex.params["coupling"]
+    log_w = sum(coupling[l][d[:, l][:, None], d[:, l][None, :]] for l in range(d.shape[1]))
+    shift = log_w.max()
+    w = np.exp(log_w - shift)
+    u = ex.unary[rows]  # (B, n, S)
+    m = u.max(axis=2, keepdims=True)
+    f = np.exp(u - m)
+    a = f[:, 0]
+    s = a.sum(axis=1)
+    log_z = m[:, 0, 0] + np.log(s)
+    a = a / s[:, None]
+    for i in range(1, rows.shape[1]):
+        a = (a @ w) * f[:, i]
+        s = a.sum(axis=1)
+        log_z += shift + m[:, i, 0] + np.log(s)
+        a /= s[:, None]
+    return log_z
+
+
+def kronecker_numpy_log_partition(ex: ExactLattice, rows):
+    """Plain NumPy with the Kronecker step: one ``tensordot`` per layer and position (batched)."""
+    lam, q = ex.digits.shape[1], ex.layout.n_states
+    coupling = ex.params["coupling"]
+    shifts = coupling.max(axis=(1, 2))
+    ws = np.exp(coupling - shifts[:, None, None])
+    u = ex.unary[rows]
+    m = u.max(axis=2, keepdims=True)
+    f = np.exp(u - m)
+    b = rows.shape[0]
+    a = f[:, 0]
+    s = a.sum(axis=1)
+    log_z = m[:, 0, 0] + np.log(s)
+    a = a / s[:, None]
+    for i in range(1, rows.shape[1]):
+        t = a.reshape((b,) + (q,) * lam)
+        for l in range(lam):
+            t = np.moveaxis(np.tensordot(t, ws[l], axes=([1 + l], [0])), -1, 1 + l)
+        a = t.reshape(b, -1) * f[:, i]
+        s = a.sum(axis=1)
+        log_z += shifts.sum() + m[:, i, 0] + np.log(s)
+        a /= s[:, None]
+    return log_z
+
+
+def column_benchmark(lam, q, n, n_seq, seed=0):
+    lay = LatticeLayout(lam, q, n_rows=50, couplings="full", cross_range=1)
+    rng = np.random.default_rng(seed)
+    ex = ExactLattice(lay, 0.3 * rng.normal(size=lay.n_params))
+    rows = rng.integers(0, 50, (n_seq, n))
+    data = LatticeData.from_arrays(np.zeros((n_seq, lam, n), np.int64), rows, None, q)
+    ref = dense_log_partition(ex, rows, True)
+    kron = ex.log_partition(data)
+    t_kron = best_time(lambda: ex.log_partition(data), repeat=2)
+    t_dense = best_time(lambda: dense_log_partition(ex, rows, True), repeat=1)
+    kron_np = kronecker_numpy_log_partition(ex, rows)
+    t_kron_np = best_time(lambda: kronecker_numpy_log_partition(ex, rows), repeat=2)
+    s = q**lam
+    return {"layers": lam, "states": q, "column_states": s, "positions": n, "sequences": n_seq,
+            "max_abs_diff_log_z": float(np.abs(ref - kron).max()),
+            "max_abs_diff_log_z_kronecker_numpy": float(np.abs(ref - kron_np).max()),
+            "kronecker_seconds": t_kron, "dense_numpy_seconds": t_dense, "ratio": t_dense / t_kron,
+            "kronecker_numpy_seconds": t_kron_np, "ratio_dense_over_kronecker_numpy": t_dense / t_kron_np,
+            "flop_ratio": s / (lam * q)}
+
+
+def planted_olmoe_like(lam, q, n_seq, n, n_rows, seed=0):
+    """Data from a planted lattice, drawn by long heat-bath runs from random states."""
+    from ising_moe.mc.lattice import LatticeState, LatticeTarget, sweep
+
+    lay = LatticeLayout(lam, q, n_rows=n_rows, couplings="potts", cross_range=1)
+    rng = np.random.default_rng(seed)
+    theta = np.zeros(lay.n_params)
+    theta[lay.slices["token"]] = rng.normal(size=lay.slices["token"].stop)
+    theta[lay.slices["coupling"]] = rng.uniform(0.5, 1.5, lam)
+    theta[lay.slices["cross"]] = 0.4 * rng.normal(size=lay.n_params - lay.slices["cross"].start)
+    # Zipf-like token rows, as in text
+    p_rows = 1.0 / np.arange(1, n_rows + 1)
+    rows = rng.choice(n_rows, size=(n_seq, n), p=p_rows / p_rows.sum())
+    p = lay.expand(theta)
+    target = LatticeTarget(p["token"], p["coupling"], p["cross"], lay.pairs, rows, np.full(n_seq, n))
+    state = sweep(target, LatticeState.initial(target, rng), 300)
+    return lay, theta, LatticeData.from_arrays(state.spins, rows, None, q)
+
+
+def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0):
+    from ising_moe.fit.lattice import ConditionalLattice  # noqa: F401  (the fitter wraps the same steps)
+    from ising_moe.fit.mc_learning import mc_learning
+    from ising_moe.mc.lattice import LatticeState, LatticeTarget, sweep
+
+    lay, theta_true, data = planted_olmoe_like(lam, q, n_seq, n, n_rows, seed)
+    t0 = time.perf_counter()
+    pl = PseudoLikelihood(lay, data, l2=0.1)
+    theta_pl, ok_pl, msg_pl, it_pl = minimize_lbfgs(pl, np.zeros(lay.n_params), parameter_scale(lay, data, 0.1), 500,
+                                                    1e-6)
+    t_pl = time.perf_counter() - t0
+    stats = lay.statistics(data)
+    p = lay.expand(theta_pl)
+    target = LatticeTarget(p["token"], p["coupling"], p["cross"], lay.pairs, data.rows, data.lengths)
+    chains = LatticeState.initial(target, seed, start=data.states)
+    timing = {"sweep": 0.0, "statistics": 0.0}
+
+    def model_moments(theta, state):
+        t = time.perf_counter()
+        q_ = lay.expand(theta)
+        sweep(target.with_parameters(q_["token"], q_["coupling"], q_["cross"]), state, 1)
+        timing["sweep"] += time.perf_counter() - t
+        t = time.perf_counter()
+        mean, var = lay.moments(LatticeData(state.spins, data.rows, data.lengths, q))
+        timing["statistics"] += time.perf_counter() - t
+        return mean, var, state
+
+    t0 = time.perf_counter()
+    res, _ = mc_learning(theta_pl, stats / n_seq, model_moments, chains, l2=0.1 / n_seq, window=window,
+                         n_batches=10, max_windows=4)
+    t_mc = time.perf_counter() - t0
+    sl = slice(lay.slices["coupling"].start, lay.n_params)  # couplings along the text and across layers
+    diff = res.theta[sl] - theta_pl[sl]
+    sites = n_seq * n * lam
+    target_sites = 1000 * 256 * 16
+    per_iter = t_mc / res.n_iter
+    return {
+        "layers": lam, "states": q, "sequences": n_seq, "positions": n, "token_rows": n_rows, "sites": sites,
+        "n_params": lay.n_params, "pl_seconds": t_pl, "pl_iterations": it_pl, "pl_success": ok_pl,
+        "mc_seconds": t_mc, "mc_iterations": res.n_iter, "mc_success": res.success, "mc_message": res.message,
+        "seconds_per_iteration": per_iter, "sweep_seconds_per_iteration": timing["sweep"] / res.n_iter,
+        "statistics_seconds_per_iteration": timing["statistics"] / res.n_iter,
+        "ns_per_site_update": 1e9 * timing["sweep"] / res.n_iter / sites,
+        "extrapolated_seconds_per_iteration_olmoe_shape": per_iter * target_sites / sites,
+        "extrapolated_seconds_same_iterations_olmoe_shape": t_mc * target_sites / sites,
+        "coupling_rms_mc_minus_pl": float(np.sqrt(np.mean(diff**2))),
+        "coupling_max_abs_mc_minus_pl": float(np.abs(diff).max()),
+        "sites_per_parameter": sites / lay.n_params,
+        "coupling_rms_pl_minus_true": float(np.sqrt(np.mean((theta_pl[sl] - theta_true[sl]) ** 2))),
+        "coupling_rms_mc_minus_true": float(np.sqrt(np.mean((res.theta[sl] - theta_true[sl]) ** 2))),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--states", type=int, default=8)
+    ap.add_argument("--positions", type=int, default=256)
+    ap.add_argument("--sequences", type=int, default=8)
+    ap.add_argument("--mc-layers", type=int, default=16)
+    ap.add_argument("--mc-states", type=int, default=64)
+    ap.add_argument("--mc-sequences", type=int, default=40)
+    ap.add_argument("--mc-positions", type=int, default=64)
+    ap.add_argument("--mc-token-rows", type=int, default=200)
+    ap.add_argument("--mc-window", type=int, default=40)
+    ap.add_argument("--skip-mc", action="store_true")
+    args = ap.parse_args()
+    results = {"column": column_benchmark(args.layers, args.states, args.positions, args.sequences)}
+    if not args.skip_mc:
+        results["mc_learning"] = mc_benchmark(args.mc_layers, args.mc_states, args.mc_sequences, args.mc_positions,
+                                              args.mc_token_rows, args.mc_window)
+    emit("lattice", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -41,3 +41,23 @@ def test_reference_token_row_is_not_pulled_by_the_prior():
     z = np.array(z)
     assert np.all(np.abs(z) < 2.5), z
     assert abs(z.mean()) < 1.0, z  # old prior: mean z ~ +2
+
+
+def test_one_default_for_capacity_drops_everywhere():
+    # issue 20: ExpertSequences.states() excluded drops while measure and fit kept the router's choice
+    import inspect
+
+    from ising_moe.data import DEFAULT_DROPPED, ExpertSequences
+    from ising_moe.fit.pipeline import fit_expert_data
+    from ising_moe.measure.pipeline import measure as measure_expert_data
+
+    rng = np.random.default_rng(0)
+    experts = rng.integers(0, 3, size=(5, 1, 8, 1))
+    dropped = rng.random((5, 1, 8)) < 0.5
+    data = ExpertSequences(experts, np.ones((5, 8), bool), 3, dropped=dropped)
+    x, mask, q = data.states(0)
+    assert DEFAULT_DROPPED == "router" and mask.all() and q == 3
+    np.testing.assert_array_equal(x, experts[:, 0, :, 0])
+    assert data.indicators(0, 1)[1].all()
+    for func in (fit_expert_data, measure_expert_data):
+        assert inspect.signature(func).parameters["dropped"].default == DEFAULT_DROPPED

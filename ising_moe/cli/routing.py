@@ -196,7 +196,7 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--layers", default=None, help="MoE block indices, e.g. 1,3 [default: all].")
 @click.option("--variants", default=None,
               help="Comma-separated variants [default: independent,potts,full,potts-homogeneous]; also "
-                   "potts-bond, full-bond, full-homogeneous, pseudo-likelihood, mean-field, range<R>.")
+                   "potts-bond, full-bond, full-homogeneous, pseudo-likelihood, range<R>.")
 @click.option("--max-range", type=int, default=1, show_default=True,
               help="Also fit couplings up to this distance (variants range2 .. range<R>; 1: none).")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of sequences.")

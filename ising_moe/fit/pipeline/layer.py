@@ -30,7 +30,7 @@ from ..._util import as_int
 from ...errors import ConvergenceWarning, InvalidParameterError, SparseDataWarning
 from ...exact import solve
 from ...executors import run_tasks
-from ..baselines import ChainMeanField, ChainPseudoLikelihood
+from ..baselines import ChainPseudoLikelihood
 from ..data import ChainData
 from ..max_likelihood import ChainMaxLikelihood, IndependentSites
 from ..result import ChainFitResult, StandardErrors
@@ -49,7 +49,6 @@ VARIANTS: dict[str, tuple[type, dict]] = {
     "potts-homogeneous": (ChainMaxLikelihood, {"couplings": "potts", "fields": "homogeneous"}),
     "full-homogeneous": (ChainMaxLikelihood, {"couplings": "full", "fields": "homogeneous"}),
     "pseudo-likelihood": (ChainPseudoLikelihood, {"couplings": "full"}),
-    "mean-field": (ChainMeanField, {"couplings": "full"}),
 }
 DEFAULT_VARIANTS = ("independent", "potts", "full", "potts-homogeneous")
 #: the variant whose xi is bootstrapped and checked by Monte Carlo: the first one fitted
@@ -73,6 +72,11 @@ def variant_fitter(name: str, n_states: int):
         if n_states**r <= MAX_EXACT_WINDOW:
             return ChainMaxLikelihood(couplings="full", max_range=r, standard_errors=False)
         return ChainPseudoLikelihood(couplings="full", max_range=r)
+    if name == "mean-field":
+        raise InvalidParameterError(
+            "the mean-field variant is no longer fitted by the pipeline: naive mean-field couplings are not "
+            "consistent in the number of sequences (ChainMeanField is a rough initialiser); use potts, full or "
+            "pseudo-likelihood")
     if name not in VARIANTS:
         raise InvalidParameterError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)} or range<R>")
     cls, kwargs = VARIANTS[name]

@@ -115,7 +115,8 @@ def fit_summary(report) -> tuple[dict, list[str]]:
                "drops": None if lc.drops is None else {**lc.drops.__dict__, "sentence": lc.drops.sentence()},
                "fits": {k: {"method": r.method, "success": r.success, "failed": bool(r.error),
                             "message": r.message, "n_iter": r.n_iter, "log_likelihood": r.log_likelihood,
-                            "n_parameters": r.n_parameters, "aic": r.aic, "bic": r.bic, "l2": r.l2}
+                            "n_parameters": r.n_parameters, "aic": r.aic, "bic": r.bic, "l2": r.l2,
+                            "parameter_errors": r.errors.message if r.errors is not None else "none"}
                         for k, r in lc.fits.items()}}
         rows.append(row)
         line = (f"{lc.layer:>5} {lc.n_states:>3} {_fmt_xi(xi_value, xi_error):>16} "

@@ -92,3 +92,27 @@ def test_mean_field_is_not_a_pipeline_variant():
     assert "mean-field" not in VARIANTS
     with pytest.raises(InvalidParameterError, match="not consistent"):
         variant_fitter("mean-field", 4)
+
+
+def test_pipeline_parameter_errors_are_fisher_without_hidden_sites_and_say_so():
+    # issue 20: `isingmoe fit` stored the spread of 6 bootstrap refits (J coverage 0.66; a cell never
+    # observed got ~0.1x its Fisher error); now the Fisher errors where valid, and the source is stated
+    from ising_moe import PottsChain, exact
+    from ising_moe.fit.pipeline import compare_layer
+
+    field = np.zeros((16, 3))
+    field[5, 2] = -12.0  # state 2 is (practically) never seen at site 5
+    x = exact.sample(PottsChain.potts(16, 3, coupling=0.8, field=field), 150, rng=3)
+    assert not (x[:, 5] == 2).any()
+    mask = np.ones(x.shape, bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lc = compare_layer(x, mask, np.full(len(x), 16), 3, 0, variants=("potts",), n_bootstrap=3, mc_sweeps=0)
+    res = lc.fits["potts"]
+    assert res.errors.message.startswith("errors: inverse Fisher") and "errors: inverse Fisher" in res.message
+    assert res.fields_stderr[5, 2] > 1.0  # the prior's error (l2 = 0.1), not a near-zero bootstrap spread
+    mask[:, 7] = False  # hidden sites: the Fisher errors are complete-data ones; the refits' spread is used
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lc = compare_layer(x, mask, np.full(len(x), 16), 3, 0, variants=("potts",), n_bootstrap=3, mc_sweeps=0)
+    assert "3 bootstrap refits (2 degrees of freedom" in lc.fits["potts"].errors.message

@@ -66,6 +66,7 @@ def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_
                 write_array(v, "fields", res.fields, ("position", "state"))
                 write_array(v, "couplings", res.couplings, ("range", "bond", "state", "state_right"))
                 if res.fields_stderr is not None:
+                    v.attrs["stderr_source"] = res.errors.message
                     write_array(v, "fields_stderr", res.fields_stderr, ("position", "state"))
                     write_array(v, "couplings_stderr", res.couplings_stderr, ("range", "bond", "state", "state_right"))
                 write_array(v, "fitted_correlation", lc.fitted_correlation[name], ("distance",))

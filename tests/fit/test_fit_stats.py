@@ -116,3 +116,60 @@ def test_pipeline_parameter_errors_are_fisher_without_hidden_sites_and_say_so():
         warnings.simplefilter("ignore")
         lc = compare_layer(x, mask, np.full(len(x), 16), 3, 0, variants=("potts",), n_bootstrap=3, mc_sweeps=0)
     assert "3 bootstrap refits (2 degrees of freedom" in lc.fits["potts"].errors.message
+
+
+# ----------------------------------------------------------------------------- issue 22: the decomposition
+N_SITES, VOCAB = 32, 30
+
+
+def _conditional_data(n_seq, seed, *, token_scale=1.2, position_scale=0.8, coupling=0.5, shuffle_tokens=False):
+    rng = np.random.default_rng(seed)
+    tok = token_scale * rng.normal(size=(VOCAB, Q))
+    pos = position_scale * np.sin(np.arange(N_SITES)[:, None] / 4.0 + np.arange(Q)[None, :])
+    pos -= pos.mean(axis=1, keepdims=True)
+    tokens = rng.integers(0, VOCAB, size=(n_seq, N_SITES))
+    x, _ = sample_chains(pos, tok, coupling * (np.eye(Q) - 1.0 / Q), tokens, rng=rng)
+    if shuffle_tokens:  # the tokens carry no information about the experts
+        tokens = rng.permutation(tokens.ravel()).reshape(tokens.shape)
+    return x, tokens
+
+
+def _decompose(x, tokens, **kwargs):
+    from ising_moe.fit.pipeline.decomposition import decompose_layer
+
+    mask = np.ones(x.shape, bool)
+    return decompose_layer(x, mask, np.full(len(x), x.shape[1]), tokens, Q, 0, seed=1, token_rows=VOCAB + 5,
+                           gof_distance=8, **kwargs)
+
+
+def test_token_gain_is_nested_over_global_rates_and_sentences_follow_the_table():
+    # issue 22: "+token" was reported over the position-only row: negative whenever position carried
+    # more than tokens (-0.11 bits on shuffled tokens, truth 0)
+    x, tokens = _conditional_data(250, 11, token_scale=0.0, position_scale=1.5, shuffle_tokens=True)
+    dec = _decompose(x, tokens, max_components=2)
+    assert dec.parent_of("+token") == "independent" and dec.parent_of("+token+position") == "+token"
+    g, e = dec.gain_of("+token")
+    # no information: only the over-fitting cost of 30 token rows (~ n_params / (2 n_train_tokens ln 2))
+    assert -0.03 < g < 3 * e, (g, e)
+    assert dec.gain_of("+position")[0] > 0.1  # what the old "+token" column subtracted
+    gp, ep = dec.gain_of("+token+position")
+    assert gp > 5 * ep  # the position effect is found given the token
+    text = dec.sentence()
+    assert "token identity over global expert rates:" in text and "position given the token over the +token row" in text
+    assert "LR test" not in text and "p = " not in text  # one number per question: the held-out gain
+
+
+def test_goodness_verdict_is_calibrated_for_multiplicity():
+    # issue 22: |z| <= 3 at every one of 32 distances false-alarmed on ~1 in 9 true models
+    from ising_moe.fit.conditional.goodness import GoodnessOfFit
+
+    def gof(max_z, p):
+        z = np.zeros(32)
+        z[7] = max_z
+        return GoodnessOfFit(np.arange(1, 33), np.zeros(32), np.zeros(32), np.ones(32), z, float(z @ z), 32, 30.0,
+                             p, abs(max_z), "")
+
+    assert gof(3.2, 0.4).consistent  # p of the largest of 32 |z| = 0.043: not a rejection at 1%
+    assert 0.03 < gof(3.2, 0.4).max_z_p_value < 0.06
+    assert not gof(4.5, 0.4).consistent and not gof(2.0, 0.001).consistent
+    assert 3.5 < gof(0.0, 0.5).z_threshold < 3.7

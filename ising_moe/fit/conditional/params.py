@@ -55,7 +55,7 @@ __all__ = [
 
 POSITION_VARIANTS = ("position", "smooth:K", "blocks:B", "homogeneous", "none")
 CRF_COUPLINGS = ("potts", "full", "none")
-MIXTURE_VARY = ("bias", "fields", "all")
+MIXTURE_VARY = ("bias", "couplings", "fields", "all")
 
 
 # ----------------------------------------------------------------------------- data
@@ -191,7 +191,8 @@ class CRFLayout:
     vary : str
         What differs between components: ``"bias"`` (a homogeneous field offset per component,
         zero-sum over components when the chains have position or token fields; everything else
-        shared), ``"fields"`` (position and token fields; couplings shared) or ``"all"``.
+        shared), ``"couplings"`` (the offsets and the couplings), ``"fields"`` (position and token
+        fields; couplings shared) or ``"all"``.
     """
 
     def __init__(self, n_sites, n_states, position="position", n_token_rows=0, reference_row=-1,
@@ -217,7 +218,8 @@ class CRFLayout:
         sizes = {"position": n_groups * (q - 1), "token": free_rows * (q - 1),
                  "coupling": {"potts": 1, "full": (q - 1) ** 2, "none": 0}[couplings],
                  "coupling2": 1 if self.max_range == 2 else 0}
-        own = {"bias": (), "fields": ("position", "token"), "all": ("position", "token", "coupling", "coupling2")}
+        own = {"bias": (), "couplings": ("coupling", "coupling2"), "fields": ("position", "token"),
+               "all": ("position", "token", "coupling", "coupling2")}
         per_comp = set(own[vary]) if n_comp > 1 else set()
         self.slots, offset = {}, 0
         for name, size in sizes.items():
@@ -229,9 +231,9 @@ class CRFLayout:
                 offset += size
         # component field offsets: zero-sum over components when the shared fields can absorb the mean
         self.n_bias = 0
-        if n_comp > 1 and (vary == "bias" or not has_fields):
+        if n_comp > 1 and (vary in ("bias", "couplings") or not has_fields):
             self.bias_basis = (scipy.linalg.null_space(np.ones((1, n_comp)))
-                               if has_fields and vary == "bias" else np.eye(n_comp))
+                               if has_fields and vary in ("bias", "couplings") else np.eye(n_comp))
             self.n_bias = self.bias_basis.shape[1]
         self.bias_slot = slice(offset, offset + self.n_bias * (q - 1))
         offset += self.n_bias * (q - 1)

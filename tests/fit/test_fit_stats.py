@@ -173,3 +173,33 @@ def test_goodness_verdict_is_calibrated_for_multiplicity():
     assert 0.03 < gof(3.2, 0.4).max_z_p_value < 0.06
     assert not gof(4.5, 0.4).consistent and not gof(2.0, 0.001).consistent
     assert 3.5 < gof(0.0, 0.5).z_threshold < 3.7
+
+
+def test_latent_row_lets_topics_differ_in_coupling_and_chooses_k_inside_the_range():
+    # issue 22: the latent row was fixed to per-topic biases (0.026 bits/token short of a model whose
+    # topics differ in J) and K stopped at the largest value tried
+    rng = np.random.default_rng(21)
+    tok = 1.0 * rng.normal(size=(VOCAB, Q))
+    pos = np.zeros((2, N_SITES, Q))
+    pos[0, :, 0], pos[1, :, 1] = 0.6, 0.6
+    coup = np.array([0.2, 2.0])[:, None, None] * (np.eye(Q) - 1.0 / Q)
+    tokens = rng.integers(0, VOCAB, size=(300, N_SITES))
+    x, _ = sample_chains(pos, tok, coup, tokens, weights=[0.5, 0.5], rng=rng)
+    dec = _decompose(x, tokens, max_components=4)
+    lat = dec.latent
+    assert lat["vary"] == "couplings" and lat["n_components"] == 2 and not lat["at_edge"], lat
+    assert "K = 2 chosen among 2..4" in dec.sentence() and "differ in couplings" in dec.sentence()
+    g, e = dec.gain_of("+sequence latent")
+    assert g > 5 * e
+    assert np.all(dec.component_weights > 0.3)  # two real topics
+
+
+def test_no_mixture_no_components_printed():
+    from ising_moe.fit.pipeline.decomposition import LayerDecomposition  # noqa: F401
+
+    x, tokens = _conditional_data(60, 12)
+    dec = _decompose(x, tokens, max_components=2)
+    dec.skipped["+sequence latent"] = "not fitted"
+    object.__setattr__(dec, "latent", {})
+    dec.gain[dec.rows.index("+sequence latent")] = np.nan
+    assert "K =" not in dec.sentence() and "n/a (not fitted)" in dec.sentence()

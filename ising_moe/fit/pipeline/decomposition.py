@@ -33,9 +33,10 @@ effects far too small to predict anything: it is stored (``summary.json``, ``fit
 The sequence latent is a :class:`~ising_moe.fit.conditional.ChainMixture` whose number of
 components ``K`` and what differs between components (``vary``: expert biases, or biases and
 couplings) are chosen by the log-likelihood of validation sequences split off the training
-sequences (never the test sequences): ``K = 2, 3, ...`` until a ``K`` fits worse than the best so
-far (the choice is then inside the range tried) or ``max_components`` (then the choice is at the
-edge, and the sentence says so); the chosen model is refitted on all training sequences.
+sequences (never the test sequences): ``vary`` at ``K = 2``, then ``K = 3, 4, ...`` until a ``K``
+fits worse than the best so far (the choice is then inside the range tried) or ``max_components``
+(then the choice is at the edge, and the sentence says so); the chosen model is refitted on all
+training sequences.
 
 The best row (largest held-out likelihood) gets its exact model ``C(r)`` on the test sequences
 (conditional on their tokens, averaged as the empirical estimator averages) against the empirical
@@ -106,28 +107,29 @@ def _fit_latent(ctx: _Context, parent):
     opts = {"position": "position", "token_rows": ctx.token_rows, "couplings": "potts", "n_init": 1,
             "rng": ctx.seed, **_COMMON}
     scores, models = {}, {}
-    start = parent
-    best_k, at_edge = None, False
-    for k in range(2, ctx.max_components + 1):
-        m = ChainMixture(n_components=k, vary="bias", **opts).fit(*part, n_states=ctx.n_states, init=start)
-        scores[("bias", k)] = float(m.log_likelihood(*held).sum() / n_val_tokens / _LN2)
-        models[("bias", k)] = m
-        if best_k is None or scores[("bias", k)] > scores[("bias", best_k)]:
+
+    def trial(vary, k, init):
+        m = ChainMixture(n_components=k, vary=vary, **opts).fit(*part, n_states=ctx.n_states, init=init)
+        scores[(vary, k)] = float(m.log_likelihood(*held).sum() / n_val_tokens / _LN2)
+        models[(vary, k)] = m
+
+    # what differs between topics, chosen at K = 2; then K = 3, 4, ... with it
+    trial("bias", 2, parent)
+    vary = "bias"
+    for other in ctx.latent_vary:
+        if other != "bias":
+            trial(other, 2, models[("bias", 2)])
+            if scores[(other, 2)] > scores[(vary, 2)]:
+                vary = other
+    best_k, at_edge = 2, ctx.max_components == 2
+    for k in range(3, ctx.max_components + 1):
+        trial(vary, k, parent)
+        if scores[(vary, k)] > scores[(vary, best_k)]:
             best_k = k
-        elif k > best_k:
+            at_edge = k == ctx.max_components
+        else:
             break  # a K fitting worse than the best: the choice is inside the range
-    else:
-        at_edge = best_k == ctx.max_components
-    chosen = ("bias", best_k)
-    for vary in ctx.latent_vary:
-        if vary == "bias":
-            continue
-        m = ChainMixture(n_components=best_k, vary=vary, **opts).fit(*part, n_states=ctx.n_states,
-                                                                    init=models[("bias", best_k)])
-        scores[(vary, best_k)] = float(m.log_likelihood(*held).sum() / n_val_tokens / _LN2)
-        models[(vary, best_k)] = m
-        if scores[(vary, best_k)] > scores[chosen]:
-            chosen = (vary, best_k)
+    chosen = (vary, best_k)
     vary, k = chosen
     model = ChainMixture(n_components=k, vary=vary, **opts).fit(*ctx.train, n_states=ctx.n_states,
                                                                init=models[chosen])

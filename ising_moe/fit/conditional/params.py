@@ -17,8 +17,8 @@ basis ``B`` of :func:`~ising_moe.fit.params.zero_sum_basis`; with position field
 row (the pooled row when it has tokens, else the most frequent token) is the reference, fixed at
 zero, so that ``P`` and ``T`` are identifiable and the L2 prior shrinks rare tokens towards it.
 
-Prior (:meth:`CRFLayout.penalty`): precision ``l2`` on every parameter of ``theta`` except the
-homogeneous part of free or block-wise position fields. Those fields are the reference token's
+Prior (:meth:`CRFLayout.penalty`): precision ``l2`` on every parameter of ``theta`` except, with
+token fields, the homogeneous part of free or block-wise position fields. Those fields are the reference token's
 fields at each position; an L2 prior on each of the ``G`` groups pulls their mean towards zero with
 precision ``G l2``, which biases every rare state of the reference token (+0.5, 8 standard errors,
 on data with 128 positions). The prior therefore penalises the deviations of the ``G`` groups from
@@ -247,8 +247,10 @@ class CRFLayout:
         return self.n_sites if self.phi is None else self.phi.shape[1]
 
     def _mean_penalised_once(self) -> bool:
-        # free or block-wise fields: the all-ones coefficient vector is the homogeneous field
-        return self.n_groups > 1 and (self.phi is None or self.position.startswith("blocks"))
+        # only where the position fields are a reference token's fields (without token fields the
+        # prior is ChainMaxLikelihood's); free or block-wise fields: all-ones coefficients are the mean
+        return (self.n_token_rows > 0 and 0 <= self.reference_row and self.n_groups > 1
+                and (self.phi is None or self.position.startswith("blocks")))
 
     def penalty(self, theta) -> tuple[float, np.ndarray]:
         """``(theta^T Lambda theta / 2, Lambda theta)``: the prior per unit ``l2`` (see the module

@@ -149,12 +149,12 @@ class ChainMaxLikelihood(_ChainFitter):
         grad_norm = float(np.max(np.abs(res.jac))) if res.jac is not None else math.nan
         success = bool(res.success) or grad_norm < 1e-6
         message = f"{res.message} (|grad|_max = {grad_norm:.2e} per token, {res.nit} iterations)"
-        errors = None
-        if self.standard_errors:  # of the maximum: the jackknife-corrected couplings share it to first order
-            errors = StandardErrors(par, _lazy_covariance(objective, theta, success),
-                                    message="inverse Fisher information plus prior precision")
         corrected, note = self._jackknife(data, par, theta) if success else (theta, "")
         message += note
+        errors = None
+        if self.standard_errors:  # at the reported parameters (to first order those of the maximum too)
+            errors = StandardErrors(par, _lazy_covariance(objective, corrected, success),
+                                    message="inverse Fisher information plus prior precision")
         self._finish(data, par, corrected, success=success, message=message, n_iter=res.nit, errors=errors)
         if self.result_.sparse_cells:
             warnings.warn(

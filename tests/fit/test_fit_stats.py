@@ -203,3 +203,26 @@ def test_no_mixture_no_components_printed():
     object.__setattr__(dec, "latent", {})
     dec.gain[dec.rows.index("+sequence latent")] = np.nan
     assert "K =" not in dec.sentence() and "n/a (not fitted)" in dec.sentence()
+
+
+def test_layer_sentence_comes_from_the_nested_table_and_compares_like_with_like():
+    # issue 22: the lead sentence said "position-dependent rates add nothing measurable" by comparing a
+    # homogeneous chain with independent sites with position rates (the coupling gain cancelled the
+    # position loss), beside "neighbouring tokens' experts are related" from a different comparison
+    import math
+    from types import SimpleNamespace
+
+    from ising_moe.report.fit import _layer_sentence
+
+    ln2 = math.log(2)
+    xi = SimpleNamespace(supported=True, success=True, xi=2.0, error=0.1, message="")
+    lc = SimpleNamespace(layer=3, decomposition=None, xi_empirical=xi, xi_fitted={"potts": 1.0},
+                         gain={"independent": 0.0, "potts": 0.18 * ln2, "potts-homogeneous": 0.11 * ln2},
+                         gain_error={"independent": 0.0, "potts": 0.005 * ln2, "potts-homogeneous": 0.005 * ln2})
+    text = _layer_sentence(lc, "potts")
+    assert "position-dependent rates add 0.070" in text and "nothing measurable" not in text
+    dec = SimpleNamespace(sentence=lambda: "held-out gain of token identity over global expert rates: 1 bits/token")
+    lc.decomposition = dec
+    text = _layer_sentence(lc, "potts")
+    assert text.startswith("Layer 3: held-out gain of token identity") and "position-dependent" not in text
+    assert "neighbouring tokens' experts" not in text

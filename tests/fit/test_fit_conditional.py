@@ -76,7 +76,7 @@ def test_likelihood_and_gradient_equal_enumeration(couplings, max_range):
 
 
 @pytest.mark.parametrize("position", ["position", "smooth:3", "blocks:2", "homogeneous", "none"])
-@pytest.mark.parametrize("n_components,vary", [(1, "bias"), (3, "bias"), (2, "fields"), (2, "all")])
+@pytest.mark.parametrize("n_components,vary", [(1, "bias"), (3, "bias"), (2, "couplings"), (2, "fields"), (2, "all")])
 def test_layout_adjoint_is_transpose_of_expansion(position, n_components, vary):
     """``adjoint`` is the transpose of the (linear) map from ``theta`` to the fields and couplings,
     with the Potts gradient read as the trace of a zero-sum pair-moment difference."""

@@ -34,7 +34,8 @@ The sequence latent is a :class:`~ising_moe.fit.conditional.ChainMixture` whose 
 components ``K`` and what differs between components (``vary``: expert biases, or biases and
 couplings) are chosen by the log-likelihood of validation sequences split off the training
 sequences (never the test sequences): ``vary`` at ``K = 2``, then ``K = 3, 4, ...`` until a ``K``
-fits worse than the best so far (the choice is then inside the range tried) or ``max_components``
+fits no better than the best so far by more than two paired errors over the validation sequences
+(the choice is then inside the range tried) or ``max_components``
 (then the choice is at the edge, and the sentence says so); the chosen model is refitted on all
 training sequences.
 
@@ -65,6 +66,8 @@ _LN2 = math.log(2)
 _COMMON = {"tol": 1e-4}  # ~1e-4 of a parameter's error at 1e5 tokens: far below the paired errors
 #: validation share of the training sequences for the latent row's choice of K and vary
 LATENT_VALIDATION = 0.2
+#: a larger latent model is chosen when its validation gain exceeds this many paired errors
+LATENT_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -106,12 +109,19 @@ def _fit_latent(ctx: _Context, parent):
     n_val_tokens = max(int(held[2].sum()), 1)
     opts = {"position": "position", "token_rows": ctx.token_rows, "couplings": "potts", "n_init": 1,
             "rng": ctx.seed, **_COMMON}
-    scores, models = {}, {}
+    scores, models, per_seq = {}, {}, {}
 
     def trial(vary, k, init):
         m = ChainMixture(n_components=k, vary=vary, **opts).fit(*part, n_states=ctx.n_states, init=init)
-        scores[(vary, k)] = float(m.log_likelihood(*held).sum() / n_val_tokens / _LN2)
+        per_seq[(vary, k)] = m.log_likelihood(*held)
+        scores[(vary, k)] = float(per_seq[(vary, k)].sum() / n_val_tokens / _LN2)
         models[(vary, k)] = m
+
+    def better(new, old):
+        """The larger model only when it fits the validation sequences better by more than
+        :data:`LATENT_MARGIN` paired errors (else the simpler one: no choice driven by noise)."""
+        g, e = _paired(per_seq[new], per_seq[old], n_val_tokens)
+        return g > LATENT_MARGIN * (e if math.isfinite(e) else 0.0)
 
     # what differs between topics, chosen at K = 2; then K = 3, 4, ... with it
     trial("bias", 2, parent)
@@ -119,16 +129,16 @@ def _fit_latent(ctx: _Context, parent):
     for other in ctx.latent_vary:
         if other != "bias":
             trial(other, 2, models[("bias", 2)])
-            if scores[(other, 2)] > scores[(vary, 2)]:
+            if better((other, 2), (vary, 2)):
                 vary = other
     best_k, at_edge = 2, ctx.max_components == 2
     for k in range(3, ctx.max_components + 1):
         trial(vary, k, parent)
-        if scores[(vary, k)] > scores[(vary, best_k)]:
+        if better((vary, k), (vary, best_k)):
             best_k = k
             at_edge = k == ctx.max_components
         else:
-            break  # a K fitting worse than the best: the choice is inside the range
+            break  # K fits no better than the best: the choice is inside the range tried
     chosen = (vary, best_k)
     vary, k = chosen
     model = ChainMixture(n_components=k, vary=vary, **opts).fit(*ctx.train, n_states=ctx.n_states,

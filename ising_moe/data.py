@@ -38,6 +38,10 @@ __all__ = ["ExpertSequences", "load_experts", "save_experts", "subject_label", "
 
 #: how Switch tokens dropped by expert capacity enter an analysis
 DROPPED_POLICIES = ("exclude", "state", "router")
+#: the one default for capacity-dropped tokens, here, in ``isingmoe measure`` and in ``isingmoe fit``:
+#: the router's choice (drops are not missing at random: excluding them creates position dependence
+#: the router does not have)
+DEFAULT_DROPPED = "router"
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,7 +163,7 @@ class ExpertSequences:
             )
         return int(hits[0])
 
-    def states(self, layer: int, rank: int = 0, dropped: str = "exclude"):
+    def states(self, layer: int, rank: int = 0, dropped: str = DEFAULT_DROPPED):
         """Top-``rank`` expert sequence of one layer as chain states.
 
         Parameters
@@ -168,9 +172,10 @@ class ExpertSequences:
             Model block index (one of ``layers``).
         rank : int, default 0
             0 = the router's first choice.
-        dropped : {"exclude", "state", "router"}
-            Capacity-dropped tokens: masked out (default), mapped to an extra state
-            ``n_experts``, or kept as the router's choice (what the router decided, ignoring capacity).
+        dropped : {"router", "exclude", "state"}, default :data:`DEFAULT_DROPPED` (``"router"``)
+            Capacity-dropped tokens: kept as the router's choice (what the router decided, ignoring
+            capacity; the default of ``measure`` and ``fit`` too), masked out, or mapped to an extra
+            state ``n_experts``.
 
         Returns
         -------
@@ -195,7 +200,7 @@ class ExpertSequences:
         x = np.where(mask, x, 0).astype(np.int32)
         return x, mask, n_states
 
-    def indicators(self, layer: int, expert: int, dropped: str = "exclude"):
+    def indicators(self, layer: int, expert: int, dropped: str = DEFAULT_DROPPED):
         """Binary sequence ``1[expert in top-k]`` of one layer (the per-expert view of top-k routing).
 
         Returns

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..data import DEFAULT_DROPPED
 from ..errors import InvalidParameterError
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def _check_routing_cost(data, max_distance: int, command: str) -> None:
 @click.option("--layers", default=None, help="MoE block indices, e.g. 1,3 [default: all].")
 @click.option("--max-distance", type=int, default=64, show_default=True, help="Largest r of C(r).")
 @click.option("--block-sizes", default="8,16,32,64,128,256", show_default=True, help="Block sizes for xi(b).")
-@click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default="router", show_default=True,
+@click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default=DEFAULT_DROPPED, show_default=True,
               help="Switch capacity drops: the router's choice (what the router wants; drops are not missing at "
                    "random), masked out (what ran), or an extra state.")
 @click.option("--bootstrap", "n_bootstrap", type=int, default=200, show_default=True)
@@ -222,14 +223,14 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--layers", default=None, help="MoE block indices, e.g. 1,3 [default: all].")
 @click.option("--variants", default=None,
               help="Comma-separated variants [default: independent,potts,full,potts-homogeneous]; also "
-                   "potts-bond, full-bond, full-homogeneous, pseudo-likelihood, mean-field, range<R>.")
+                   "potts-bond, full-bond, full-homogeneous, pseudo-likelihood, range<R>.")
 @click.option("--max-range", type=int, default=1, show_default=True,
               help="Also fit couplings up to this distance (variants range2 .. range<R>; 1: none).")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of sequences.")
 @click.option("--max-distance", type=int, default=32, show_default=True, help="Largest r compared.")
 @click.option("--bootstrap", "n_bootstrap", type=int, default=6, show_default=True,
               help="Bootstrap refits for the fitted xi's error.")
-@click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default="router", show_default=True,
+@click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default=DEFAULT_DROPPED, show_default=True,
               help="Switch capacity drops: the router's choice (what the router wants; drops are not missing "
                    "at random, so excluding them creates position dependence), excluded, or an extra state.")
 @click.option("--decomposition/--no-decomposition", default=None,

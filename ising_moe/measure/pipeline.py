@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._util import as_int
+from ..data import DEFAULT_DROPPED
 from ..errors import InvalidParameterError
 from .balance import LoadBalance, StaticRouting, load_balance, static_routing
 from .correlation import CorrelationEstimate, correlation_function
@@ -67,7 +68,7 @@ class Measurements:
 
 
 def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32, 64, 128, 256),
-            dropped: str = "router", n_null: int = 4, n_bootstrap: int = 200,
+            dropped: str = DEFAULT_DROPPED, n_null: int = 4, n_bootstrap: int = 200,
             segment_lengths=(2, 4, 8, 16, 32, 64), probe: bool = True, probe_blocks=(2, 8, 32, 128),
             max_probe_tokens: int = 20000, n_position_blocks: int = 16, seed: int = 0,
             progress: bool = False, executor=None, processes: int = 1) -> Measurements:

@@ -44,10 +44,19 @@ def _fmt_xi(value: float, error: float, note: str = "") -> str:
 
 
 def _layer_sentence(lc, main: str) -> str:
-    """One plain sentence about a layer: what predicts its routing, and what C(r) says."""
+    """One plain sentence about a layer: what predicts its routing, and what C(r) says.
+
+    With the nested decomposition (token ids available) every claim about tokens, position and
+    neighbours is read off that table (:meth:`LayerDecomposition.sentence`); without it, from the
+    variants: neighbours from the best chain over independent sites (both with position rates),
+    position from ``potts`` over ``potts-homogeneous`` (both with the Potts coupling).
+    """
+    parts = []
+    if lc.decomposition is not None:
+        parts.append(lc.decomposition.sentence())
+        return f"Layer {lc.layer}: " + "; ".join(parts + _xi_parts(lc, main)) + "."
     gains = {k: (_bits(v), _bits(lc.gain_error[k])) for k, v in lc.gain.items()
              if k != "independent" and math.isfinite(v)}
-    parts = []
     chains = {k: v for k, v in gains.items() if k != "potts-homogeneous"}
     if chains:
         best = max(chains, key=lambda k: chains[k][0])
@@ -58,13 +67,23 @@ def _layer_sentence(lc, main: str) -> str:
         else:
             parts.append(f"no chain predicts held-out routing better than independent tokens (best: {best}, "
                          f"{fmt_pm(g, e)} bits/token), so neighbouring tokens' experts look unrelated")
-    if "potts-homogeneous" in gains:
-        g, e = gains["potts-homogeneous"]
-        if g < -3 * e:
-            parts.append(f"routing depends on position (a chain without position-dependent rates loses "
-                         f"{fmt_pm(-g, e)} bits/token)")
+    if "potts-homogeneous" in gains and "potts" in gains:
+        # the same chain with and without position fields (errors in quadrature: conservative, the
+        # two gains share their baseline)
+        g = gains["potts"][0] - gains["potts-homogeneous"][0]
+        e = math.hypot(gains["potts"][1], gains["potts-homogeneous"][1])
+        if g > 3 * e:
+            parts.append(f"position-dependent rates add {fmt_pm(g, e)} bits/token to the Potts chain")
+        elif g < -3 * e:
+            parts.append(f"position-dependent rates lose {fmt_pm(-g, e)} bits/token (over-fitting)")
         else:
-            parts.append("position-dependent rates add nothing measurable")
+            parts.append(f"position-dependent rates add nothing measurable to the Potts chain ({fmt_pm(g, e)} "
+                         "bits/token)")
+    return f"Layer {lc.layer}: " + "; ".join(parts + _xi_parts(lc, main)) + "."
+
+
+def _xi_parts(lc, main: str) -> list[str]:
+    parts = []
     xi, _, reason = empirical_xi(lc.xi_empirical)
     xi_fit = lc.xi_fitted.get(main, math.nan)
     if math.isfinite(xi) and math.isfinite(xi_fit) and xi > 3 * xi_fit:
@@ -72,7 +91,7 @@ def _layer_sentence(lc, main: str) -> str:
                      "range of C(r) is not neighbour interaction")
     elif not math.isfinite(xi):
         parts.append(f"no empirical correlation length ({reason})")
-    return f"Layer {lc.layer}: " + "; ".join(parts) + "."
+    return parts
 
 
 def fit_summary(report) -> tuple[dict, list[str]]:
@@ -115,7 +134,8 @@ def fit_summary(report) -> tuple[dict, list[str]]:
                "drops": None if lc.drops is None else {**lc.drops.__dict__, "sentence": lc.drops.sentence()},
                "fits": {k: {"method": r.method, "success": r.success, "failed": bool(r.error),
                             "message": r.message, "n_iter": r.n_iter, "log_likelihood": r.log_likelihood,
-                            "n_parameters": r.n_parameters, "aic": r.aic, "bic": r.bic, "l2": r.l2}
+                            "n_parameters": r.n_parameters, "aic": r.aic, "bic": r.bic, "l2": r.l2,
+                            "parameter_errors": r.errors.message if r.errors is not None else "none"}
                         for k, r in lc.fits.items()}}
         rows.append(row)
         line = (f"{lc.layer:>5} {lc.n_states:>3} {_fmt_xi(xi_value, xi_error):>16} "
@@ -167,11 +187,12 @@ def _decomposition_lines(layers) -> list[str]:
     decs = [lc.decomposition for lc in layers if lc.decomposition is not None]
     if not decs:
         return []
-    rows = decs[0].rows
+    rows, parents = decs[0].rows, decs[0].parents
     lines = ["", ("What routing depends on (held-out log-likelihood per token, bits/token; each column: gain of "
-                  "adding that ingredient to the previous model, ± paired error over test sequences):")]
+                  "the row over its parent, named in brackets, ± paired error over test sequences):")]
     width = 20
-    lines.append(f"{'layer':>5} {'indep. [ll]':>12}" + "".join(f" {r:>{width}}" for r in rows[1:])
+    lines.append(f"{'':>5} {'':>12}" + "".join(f" {r:>{width}}" for r in rows[1:]))
+    lines.append(f"{'layer':>5} {'indep. [ll]':>12}" + "".join(f" {'(vs ' + str(p) + ')':>{width}}" for p in parents[1:])
                  + f" {'best':>16} {'C(r) max|z|':>11} {'chi2 p':>7}")
     for dec in decs:
         line = f"{dec.layer:>5} {dec.heldout[0]:>12.4f}"
@@ -187,9 +208,17 @@ def _decomposition_lines(layers) -> list[str]:
         lines.append(line)
     lines.append("indep. [ll]: held-out log2-likelihood per token of global expert rates (minus the cross-entropy); "
                  "*: not converged; n/a: not fitted (reason in summary.json); best: row with the largest held-out "
-                 "likelihood, whose exact C(r) on the test sequences is compared with theirs (max |z|, chi2 p)")
+                 "likelihood, whose exact C(r) on the test sequences is compared with theirs (max |z|, chi2 p). "
+                 "The held-out gains answer 'does the ingredient predict new sequences?'; the training-data "
+                 "likelihood-ratio test of position given the token (whether those fields are exactly zero) is "
+                 "in summary.json only.")
     for dec in decs:
-        lines.append(f"Layer {dec.layer}: {dec.sentence()}.")
+        lat = dec.latent
+        if lat:
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in lat["validation_bits_per_token"].items())
+            lines.append(f"  Layer {dec.layer}: sequence latent K = {lat['n_components']} ({lat['vary']}), weights "
+                         f"{', '.join(f'{w:.2f}' for w in dec.component_weights)}; validation log2-likelihood per "
+                         f"token: {scores}")
         lines.append(f"  Layer {dec.layer}: {dec.gof_sentence()}.")
     return lines
 
@@ -202,10 +231,12 @@ def _decomposition_payload(dec) -> dict:
             "fit_seconds": dec.fit_seconds.tolist(), "skipped": dec.skipped,
             "position_beyond_token_lr": {"statistic": dec.position_lr, "dof": dec.position_lr_dof,
                                          "p_value": dec.position_lr_p,
-                                         "note": "training data, MAP fits (weak L2 prior): conservative"},
-            "n_components": dec.n_components, "component_weights": dec.component_weights.tolist(),
-            "latent_bic": {str(k): v for k, v in dec.latent_bic.items()},
-            "bic_prefers_latent": dec.bic_prefers_latent, "best": dec.best, "n_train": dec.n_train,
+                                         "note": "training data, MAP fits (weak L2 prior): conservative; "
+                                                 "answers whether the position fields given the token are exactly "
+                                                 "zero, not whether they predict held-out routing (the gain does)"},
+            "parents": list(dec.parents), "latent": dec.latent or None,
+            "component_weights": dec.component_weights.tolist() if dec.latent else None,
+            "best": dec.best, "n_train": dec.n_train,
             "n_test": dec.n_test, "n_test_tokens": dec.n_test_tokens, "token_rows": dec.token_rows,
             "seconds": dec.seconds, "summary": dec.sentence(), "goodness_of_fit_summary": dec.gof_sentence(),
             "goodness_of_fit": gof}
@@ -305,14 +336,20 @@ def fit_figures(report, out_dir) -> list[Path]:
         gains = {k: v for k, v in gains.items() if np.isfinite(v).any()}  # rows not fitted (range-2 off)
         errors = {row: [lc.decomposition.gain_error[i] for lc in with_dec] for i, row in enumerate(rows) if i}
         colors = {row: f"C{i}" for i, row in enumerate(rows)}  # the same colour per row in both panels
-        plot_decomposition([lc.layer for lc in with_dec], gains, ax=ax1, colors=colors)
-        ax1.set_title("stacked gains of the nested models", fontsize="medium")
+        chain = ["independent"]  # the stacked path: each row's parent is the previous one
+        for row, parent in zip(rows, with_dec[0].decomposition.parents):
+            if parent is not None and parent == chain[-1]:
+                chain.append(row)
+        plot_decomposition([lc.layer for lc in with_dec], {k: v for k, v in gains.items() if k in chain}, ax=ax1,
+                           colors=colors)
+        ax1.set_title("stacked gains along " + " > ".join(chain[1:]), fontsize="medium")
         small = {k: v for k, v in gains.items() if k != "+token"}
         plot_heldout([lc.layer for lc in with_dec], small, {k: errors[k] for k in small}, ax=ax2, colors=colors)
         ax2.set_title("the same without +token, with paired errors", fontsize="medium")
         skipped = sorted({k for lc in with_dec for k in lc.decomposition.skipped} - set(gains))
         if skipped:
-            ax1.set_title(f"stacked gains of the nested models (not fitted: {', '.join(skipped)})", fontsize="medium")
+            ax1.set_title(f"stacked gains along {' > '.join(chain[1:])} (not fitted: {', '.join(skipped)})",
+                          fontsize="medium")
         fig.suptitle(f"{subject}\nwhat routing depends on: held-out gain of each added ingredient [bits/token]")
         paths += save_figure(fig, out_dir / "decomposition")
     with_ind = [lc for lc in layers if lc.indicators is not None]

@@ -244,7 +244,7 @@ def test_fit_cli_end_to_end(tmp_path):
     path = _expert_file(tmp_path)
     out = tmp_path / "fits"
     r = CliRunner().invoke(main, ["fit", "--model", str(path), "--output-dir", str(out), "--bootstrap", "2",
-                                  "--max-distance", "6", "--variants", "potts,full,mean-field", "--json"])
+                                  "--max-distance", "6", "--variants", "potts,full,pseudo-likelihood", "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output[r.output.index("{"):])
     assert "RANDOM-INIT" in doc["note"] and len(doc["layers"]) == 2

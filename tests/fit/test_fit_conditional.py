@@ -76,7 +76,7 @@ def test_likelihood_and_gradient_equal_enumeration(couplings, max_range):
 
 
 @pytest.mark.parametrize("position", ["position", "smooth:3", "blocks:2", "homogeneous", "none"])
-@pytest.mark.parametrize("n_components,vary", [(1, "bias"), (3, "bias"), (2, "fields"), (2, "all")])
+@pytest.mark.parametrize("n_components,vary", [(1, "bias"), (3, "bias"), (2, "couplings"), (2, "fields"), (2, "all")])
 def test_layout_adjoint_is_transpose_of_expansion(position, n_components, vary):
     """``adjoint`` is the transpose of the (linear) map from ``theta`` to the fields and couplings,
     with the Potts gradient read as the trace of a zero-sum pair-moment difference."""
@@ -176,7 +176,8 @@ def test_without_tokens_equals_the_unconditional_chain():
     x = exact.sample(PottsChain.potts(n, q, coupling=0.8, field=rng.normal(size=(n, q))), 600, rng=rng)
     mask = rng.random(x.shape) > 0.2
     ours = ConditionalChain(token_rows=0, couplings="full", tol=1e-9).fit(x, mask=mask, lengths=np.full(600, n))
-    ref = ChainMaxLikelihood(couplings="full", standard_errors=False, tol=1e-9).fit(x, mask, np.full(600, n))
+    ref = ChainMaxLikelihood(couplings="full", standard_errors=False, tol=1e-9, bias_correction="none").fit(
+        x, mask, np.full(600, n))
     from ising_moe.fit import ChainData
 
     data = ChainData.from_arrays(x, mask, np.full(600, n), q)

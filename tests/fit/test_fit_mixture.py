@@ -52,7 +52,7 @@ def _mixture_data(n_components, n_seq, seed, coupling=0.6):
     return x, comp, pos, bias, pi
 
 
-@pytest.mark.parametrize("vary", ["bias", "fields", "all"])
+@pytest.mark.parametrize("vary", ["bias", "couplings", "fields", "all"])
 def test_mixture_likelihood_and_gradient_equal_enumeration(vary):
     rng = np.random.default_rng(1)
     n, q = 5, 3

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from ising_moe import InvalidParameterError, PottsChain, exact
 from ising_moe.cli import main
 from ising_moe.data import ExpertSequences, save_experts, subject_label
-from ising_moe.fit import ChainMaxLikelihood, ChainMeanField
+from ising_moe.fit import ChainMaxLikelihood, ChainPseudoLikelihood
 from ising_moe.fit.pipeline import fit_expert_data
 from ising_moe.fit.pipeline.layer import VARIANTS, compare_layer
 
@@ -27,20 +27,20 @@ def test_failing_variant_is_reported_and_the_others_finish(tmp_path, monkeypatch
     def boom(self, *args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(ChainMeanField, "fit", boom)
+    monkeypatch.setattr(ChainPseudoLikelihood, "fit", boom)
     x = _chain_data()
     save_experts(ExpertSequences(x, np.ones(x.shape, bool), 3, attrs=ATTRS), tmp_path / "d.h5")
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["fit", "--model", str(tmp_path / "d.h5"), "--output-dir", str(out),
-                                  "--variants", "potts,mean-field", "--bootstrap", "2", "--max-distance", "4"])
+                                  "--variants", "potts,pseudo-likelihood", "--bootstrap", "2", "--max-distance", "4"])
     assert r.exit_code == 0, r.output
-    assert "variant mean-field failed (ZeroDivisionError" in r.output and " failed " in r.output
+    assert "variant pseudo-likelihood failed (ZeroDivisionError" in r.output and " failed " in r.output
     doc = json.loads((out / "summary.json").read_text())
     fits = doc["layers"][0]["fits"]
-    assert fits["mean-field"]["failed"] and not fits["mean-field"]["success"]
+    assert fits["pseudo-likelihood"]["failed"] and not fits["pseudo-likelihood"]["success"]
     assert fits["potts"]["success"] and doc["layers"][0]["heldout_gain_bits_per_token"]["potts"] > 0
     with h5py.File(out / "fit.h5") as f:
-        v = f["layer_0/variant_mean-field"].attrs
+        v = f["layer_0/variant_pseudo-likelihood"].attrs
         assert v["failed"] and "ZeroDivisionError" in v["error"]
 
 
@@ -115,10 +115,10 @@ def test_fit_figures_name_the_subject_have_units_and_draw_no_nan(tmp_path, monke
     def boom(self, *args, **kwargs):
         raise ZeroDivisionError("x")
 
-    monkeypatch.setattr(ChainMeanField, "fit", boom)
+    monkeypatch.setattr(ChainPseudoLikelihood, "fit", boom)
     x = _chain_data()
     report = fit_expert_data(ExpertSequences(x, np.ones(x.shape, bool), 3, attrs=ATTRS),
-                             variants=("independent", "potts", "full", "mean-field"), n_bootstrap=2, mc_sweeps=0,
+                             variants=("independent", "potts", "full", "pseudo-likelihood"), n_bootstrap=2, mc_sweeps=0,
                              max_distance=4)
     figures = []
     original = report_module.save_figure

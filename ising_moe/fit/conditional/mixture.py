@@ -7,7 +7,8 @@ component is shared by all positions, which produces a plateau of the position-a
 (between-sequence variance of the expert rates) that no chain with local couplings can.
 
 What differs between components (``vary``): ``"bias"`` a homogeneous field offset per component
-(one "topic" vector of expert preferences; everything else shared), ``"fields"`` the position and
+(one "topic" vector of expert preferences; everything else shared), ``"couplings"`` the offset and
+the couplings (topics that differ in how strongly neighbours agree), ``"fields"`` the position and
 token fields (couplings shared), ``"all"`` every parameter.
 
 Fit: the exact log-likelihood ``sum_s log sum_k pi_k p_k(x_s)`` is maximised directly by L-BFGS
@@ -56,7 +57,7 @@ class ChainMixture(ConditionalChain):
     Parameters
     ----------
     n_components : int, default 2
-    vary : {"bias", "fields", "all"}, default "bias"
+    vary : {"bias", "couplings", "fields", "all"}, default "bias"
     position, couplings, token_rows, max_range, l2, max_iter, tol, standard_errors
         As for :class:`~ising_moe.fit.conditional.ConditionalChain` (``l2`` also on the logits of
         ``pi``).

@@ -248,7 +248,7 @@ class ConditionalChain:
         if value is None:
             ll = float(objective.log_likelihoods(theta)[1])
         else:  # from the final objective per token: no extra pass over the data
-            ll = -(value * objective.n_tokens - 0.5 * self.l2 * theta @ theta)
+            ll = -(value * objective.n_tokens - self.l2 * layout.penalty(theta)[0])
         counts = vocab.counts.astype(float) if vocab is not None else None
         rep = layout.reported(layout.expand(theta), counts)
         stderr = theta_err = None

@@ -6,7 +6,7 @@ Shared by :class:`~ising_moe.fit.conditional.ConditionalChain` (one component) a
 .. math::
 
     f(\\theta) = \\frac{1}{N} \\Big[-\\sum_s w_s \\log \\sum_k \\pi_k\\, p_k(x_s | t_s)
-                 + \\frac{l_2}{2} |\\theta|^2\\Big],
+                 + \\frac{l_2}{2} \\theta^T \\Lambda \\theta\\Big],
 
 exact through :func:`~ising_moe.fit.conditional._kernels.crf_pass` (forward-backward per sequence;
 hidden sites summed over); its gradient is ``sum_s w_s r_sk`` times data minus model moments,
@@ -43,7 +43,7 @@ class CRFObjective:
         Token-table row of every site (zeros without token fields).
     layout : CRFLayout
     l2 : float
-        Prior precision of every parameter in ``theta``.
+        Prior precision (``l2 Lambda``, :meth:`~ising_moe.fit.conditional.params.CRFLayout.penalty`).
     weights : ndarray, shape (n_sequences,), optional
         Per-sequence weights (bootstrap counts, EM responsibilities).
     """
@@ -82,8 +82,9 @@ class CRFObjective:
 
     def __call__(self, theta):
         _, total, grad = self.log_likelihoods(theta, want_grad=True)
-        value = -total + 0.5 * self.l2 * theta @ theta
-        return value / self.n_tokens, (-grad + self.l2 * theta) / self.n_tokens
+        pen, pen_grad = self.layout.penalty(theta)
+        value = -total + self.l2 * pen
+        return value / self.n_tokens, (-grad + self.l2 * pen_grad) / self.n_tokens
 
     def hessian(self, theta, step: float = 1e-5) -> np.ndarray:
         """Hessian of the total negative log-posterior (central differences of the exact gradient)."""

@@ -16,6 +16,15 @@ Gauge (internal, for optimisation): every field row is zero-sum over states thro
 basis ``B`` of :func:`~ising_moe.fit.params.zero_sum_basis`; with position fields present, one token
 row (the pooled row when it has tokens, else the most frequent token) is the reference, fixed at
 zero, so that ``P`` and ``T`` are identifiable and the L2 prior shrinks rare tokens towards it.
+
+Prior (:meth:`CRFLayout.penalty`): precision ``l2`` on every parameter of ``theta`` except, with
+token fields, the homogeneous part of free or block-wise position fields. Those fields are the reference token's
+fields at each position; an L2 prior on each of the ``G`` groups pulls their mean towards zero with
+precision ``G l2``, which biases every rare state of the reference token (+0.5, 8 standard errors,
+on data with 128 positions). The prior therefore penalises the deviations of the ``G`` groups from
+their mean with ``l2`` and the mean itself with ``l2`` once, as one field row:
+``l2/2 (|W - 1 m^T|^2 + |m|^2)``. (Cosine position fields carry the mean in their first
+coefficient, already penalised once.)
 Reported parameters move the count-weighted mean of the token rows into the position fields (see
 :meth:`CRFLayout.reported`).
 """
@@ -46,7 +55,7 @@ __all__ = [
 
 POSITION_VARIANTS = ("position", "smooth:K", "blocks:B", "homogeneous", "none")
 CRF_COUPLINGS = ("potts", "full", "none")
-MIXTURE_VARY = ("bias", "fields", "all")
+MIXTURE_VARY = ("bias", "couplings", "fields", "all")
 
 
 # ----------------------------------------------------------------------------- data
@@ -182,7 +191,8 @@ class CRFLayout:
     vary : str
         What differs between components: ``"bias"`` (a homogeneous field offset per component,
         zero-sum over components when the chains have position or token fields; everything else
-        shared), ``"fields"`` (position and token fields; couplings shared) or ``"all"``.
+        shared), ``"couplings"`` (the offsets and the couplings), ``"fields"`` (position and token
+        fields; couplings shared) or ``"all"``.
     """
 
     def __init__(self, n_sites, n_states, position="position", n_token_rows=0, reference_row=-1,
@@ -208,7 +218,8 @@ class CRFLayout:
         sizes = {"position": n_groups * (q - 1), "token": free_rows * (q - 1),
                  "coupling": {"potts": 1, "full": (q - 1) ** 2, "none": 0}[couplings],
                  "coupling2": 1 if self.max_range == 2 else 0}
-        own = {"bias": (), "fields": ("position", "token"), "all": ("position", "token", "coupling", "coupling2")}
+        own = {"bias": (), "couplings": ("coupling", "coupling2"), "fields": ("position", "token"),
+               "all": ("position", "token", "coupling", "coupling2")}
         per_comp = set(own[vary]) if n_comp > 1 else set()
         self.slots, offset = {}, 0
         for name, size in sizes.items():
@@ -220,9 +231,9 @@ class CRFLayout:
                 offset += size
         # component field offsets: zero-sum over components when the shared fields can absorb the mean
         self.n_bias = 0
-        if n_comp > 1 and (vary == "bias" or not has_fields):
+        if n_comp > 1 and (vary in ("bias", "couplings") or not has_fields):
             self.bias_basis = (scipy.linalg.null_space(np.ones((1, n_comp)))
-                               if has_fields and vary == "bias" else np.eye(n_comp))
+                               if has_fields and vary in ("bias", "couplings") else np.eye(n_comp))
             self.n_bias = self.bias_basis.shape[1]
         self.bias_slot = slice(offset, offset + self.n_bias * (q - 1))
         offset += self.n_bias * (q - 1)
@@ -234,6 +245,25 @@ class CRFLayout:
     @property
     def n_groups(self) -> int:
         return self.n_sites if self.phi is None else self.phi.shape[1]
+
+    def _mean_penalised_once(self) -> bool:
+        # only where the position fields are a reference token's fields (without token fields the
+        # prior is ChainMaxLikelihood's); free or block-wise fields: all-ones coefficients are the mean
+        return (self.n_token_rows > 0 and 0 <= self.reference_row and self.n_groups > 1
+                and (self.phi is None or self.position.startswith("blocks")))
+
+    def penalty(self, theta) -> tuple[float, np.ndarray]:
+        """``(theta^T Lambda theta / 2, Lambda theta)``: the prior per unit ``l2`` (see the module
+        docstring; ``Lambda`` is the identity except on the homogeneous part of the position fields)."""
+        theta = np.asarray(theta, dtype=float)
+        grad = theta.copy()
+        if self._mean_penalised_once():
+            g, q1 = self.n_groups, self.n_states - 1
+            for sl in dict.fromkeys((s.start, s.stop) for s in self.slots["position"]):
+                w = theta[sl[0]: sl[1]].reshape(g, q1)
+                # |W|^2 - (G - 1)|m|^2 = |W - 1 m^T|^2 + |m|^2
+                grad[sl[0]: sl[1]] -= np.tile((g - 1) / g * w.mean(axis=0), g)
+        return 0.5 * float(theta @ grad), grad
 
     def field_groups(self):
         """``(slice, weights)`` of every block of ``q - 1`` field parameters of ``theta`` (for the

@@ -1,27 +1,48 @@
-"""What a layer's routing depends on: the nested table of issue 14 behind ``isingmoe fit``.
+"""What a layer's routing depends on: the nested table of issues 14 and 22 behind ``isingmoe fit``.
 
 One layer's expert sequences with their token ids are split into the same training and test
-sequences as the variants of :func:`~ising_moe.fit.pipeline.compare_layer`; the nested models
+sequences as the variants of :func:`~ising_moe.fit.pipeline.compare_layer`. The rows (:data:`ROW_SPECS`)
+are conditional chains (:class:`~ising_moe.fit.conditional.ConditionalChain`,
+:class:`~ising_moe.fit.conditional.ChainMixture`), each with a stated *parent*, the row it adds one
+ingredient to::
 
-    independent (global rates) -> +position -> +token -> +token+position -> +couplings
-    -> +sequence latent -> +range-2
+    independent (global rates)
+    +position          parent independent        position alone
+    +token             parent independent        token identity
+    +token+position    parent +token             position given the token
+    +couplings         parent +token+position    neighbours given token and position
+    +sequence latent   parent +couplings         a sequence-level topic (K and what it varies selected)
+    +range-2           parent +sequence latent   a Potts coupling at distance 2
 
-(:class:`~ising_moe.fit.conditional.ConditionalChain`, :class:`~ising_moe.fit.conditional.ChainMixture`)
-are fitted in order on the training sequences, each warm-started from the previous one, and scored
-exactly on the test sequences. The gain of a row is its held-out log-likelihood per token minus the
-previous row's (bits/token), with the error of the paired difference over test sequences:
+Each row is fitted on the training sequences, warm-started from its parent, and scored exactly on
+the test sequences. The gain of a row is its held-out log-likelihood per token minus its parent's
+(bits/token), with the error of the paired difference over test sequences:
 
-    gain = sum_s [log2 p_new(x_s) - log2 p_old(x_s)] / n_tokens,  error = sqrt(n_s) std_s(...) / n_tokens.
+    gain = sum_s [log2 p_row(x_s) - log2 p_parent(x_s)] / n_tokens,  error = sqrt(n_s) std_s(...) / n_tokens.
 
-"Does the router use position beyond the token?" is answered twice: the held-out gain of
-``+token+position`` over ``+token``, and the likelihood-ratio statistic
-``2 [log L(+token+position) - log L(+token)]`` on the training data with the number of added
-parameters as degrees of freedom (chi-square p-value; the fits are MAP with a weak L2 prior, so the
-statistic is a slight underestimate of the unpenalised one: a conservative test).
+Every sentence is read off this table (:meth:`LayerDecomposition.sentence`). Adding a row (a
+new model of the same sequences) is one entry of :data:`ROW_SPECS`: a name, its parent, the words of
+the sentence and a function ``fit(context, parent_model) -> (model, info)``.
+
+The held-out gain answers "does the ingredient predict new sequences better?", the question of the
+table. The likelihood-ratio statistic of ``+token+position`` against ``+token`` on the training data
+(``position_lr``, chi-square p-value with the added parameters as degrees of freedom) answers
+another one, "are the position fields exactly zero?", which thousands of tokens reject for
+effects far too small to predict anything: it is stored (``summary.json``, ``fit.h5``), not printed.
+
+The sequence latent is a :class:`~ising_moe.fit.conditional.ChainMixture` whose number of
+components ``K`` and what differs between components (``vary``: expert biases, or biases and
+couplings) are chosen by the log-likelihood of validation sequences split off the training
+sequences (never the test sequences): ``vary`` at ``K = 2``, then ``K = 3, 4, ...`` until a ``K``
+fits no better than the best so far by more than two paired errors over the validation sequences
+(the choice is then inside the range tried) or ``max_components``
+(then the choice is at the edge, and the sentence says so); the chosen model is refitted on all
+training sequences.
 
 The best row (largest held-out likelihood) gets its exact model ``C(r)`` on the test sequences
 (conditional on their tokens, averaged as the empirical estimator averages) against the empirical
-``C(r)`` of the same sequences: residual z per distance, chi-square with the influence covariance.
+``C(r)`` of the same sequences: residual z per distance, chi-square with the influence covariance,
+and a calibrated verdict (:attr:`~ising_moe.fit.conditional.GoodnessOfFit.consistent`).
 """
 
 from __future__ import annotations
@@ -30,7 +51,8 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -38,30 +60,152 @@ from ...errors import ConvergenceWarning, InvalidParameterError, SparseDataWarni
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ROWS", "LayerDecomposition", "decompose_layer"]
+__all__ = ["ROWS", "ROW_SPECS", "RowSpec", "LayerDecomposition", "decompose_layer"]
 
-#: the rows of the nested table, in order
-ROWS = ("independent", "+position", "+token", "+token+position", "+couplings", "+sequence latent", "+range-2")
 _LN2 = math.log(2)
+_COMMON = {"tol": 1e-4}  # ~1e-4 of a parameter's error at 1e5 tokens: far below the paired errors
+#: validation share of the training sequences for the latent row's choice of K and vary
+LATENT_VALIDATION = 0.2
+#: a larger latent model is chosen when its validation gain exceeds this many paired errors
+LATENT_MARGIN = 2.0
 
 
-def _row_models(token_rows: int, n_components: int, seed: int) -> dict:
-    from ..conditional import ChainMixture, ConditionalChain
+@dataclass(frozen=True)
+class _Context:
+    """What a row's fit needs: the training split, and the choices of earlier rows."""
 
-    common = {"tol": 1e-4}  # ~1e-4 of a parameter's error at 1e5 tokens: far below the paired errors
-    mix = {"position": "position", "token_rows": token_rows, "couplings": "potts", "n_components": n_components,
-           "vary": "bias", "n_init": 1, "rng": seed, **common}
-    return {
-        "independent": (ConditionalChain, {"position": "homogeneous", "token_rows": 0, "couplings": "none", **common}),
-        "+position": (ConditionalChain, {"position": "position", "token_rows": 0, "couplings": "none", **common}),
-        "+token": (ConditionalChain, {"position": "none", "token_rows": token_rows, "couplings": "none", **common}),
-        "+token+position": (ConditionalChain, {"position": "position", "token_rows": token_rows, "couplings": "none",
-                                               **common}),
-        "+couplings": (ConditionalChain, {"position": "position", "token_rows": token_rows, "couplings": "potts",
-                                          **common}),
-        "+sequence latent": (ChainMixture, mix),
-        "+range-2": (ChainMixture, {**mix, "max_range": 2}),
-    }
+    train: tuple
+    n_states: int
+    token_rows: int
+    seed: int
+    max_components: int
+    latent_vary: tuple
+    chosen: dict = field(default_factory=dict)
+
+
+def _chain(**kwargs) -> Callable:
+    def fit(ctx: _Context, parent):
+        from ..conditional import ConditionalChain
+
+        opts = {"token_rows": ctx.token_rows, **kwargs, **_COMMON}
+        return ConditionalChain(**opts).fit(*ctx.train, n_states=ctx.n_states, init=parent), {}
+
+    return fit
+
+
+def _take(arrays, rows):
+    return tuple(a[rows] for a in arrays)
+
+
+def _fit_latent(ctx: _Context, parent):
+    """The sequence latent: K and vary by validation likelihood (see the module docstring)."""
+    from ..conditional import ChainMixture
+
+    n_seq = len(ctx.train[0])
+    n_val = max(2, round(LATENT_VALIDATION * n_seq))
+    order = np.random.default_rng([ctx.seed, 22]).permutation(n_seq)
+    val, fit_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+    part, held = _take(ctx.train, fit_rows), _take(ctx.train, val)
+    n_val_tokens = max(int(held[2].sum()), 1)
+    opts = {"position": "position", "token_rows": ctx.token_rows, "couplings": "potts", "n_init": 1,
+            "rng": ctx.seed, **_COMMON}
+    scores, models, per_seq = {}, {}, {}
+
+    def trial(vary, k, init):
+        m = ChainMixture(n_components=k, vary=vary, **opts).fit(*part, n_states=ctx.n_states, init=init)
+        per_seq[(vary, k)] = m.log_likelihood(*held)
+        scores[(vary, k)] = float(per_seq[(vary, k)].sum() / n_val_tokens / _LN2)
+        models[(vary, k)] = m
+
+    def better(new, old):
+        """The larger model only when it fits the validation sequences better by more than
+        :data:`LATENT_MARGIN` paired errors (else the simpler one: no choice driven by noise)."""
+        g, e = _paired(per_seq[new], per_seq[old], n_val_tokens)
+        return g > LATENT_MARGIN * (e if math.isfinite(e) else 0.0)
+
+    # what differs between topics, chosen at K = 2; then K = 3, 4, ... with it
+    trial("bias", 2, parent)
+    vary = "bias"
+    for other in ctx.latent_vary:
+        if other != "bias":
+            trial(other, 2, models[("bias", 2)])
+            if better((other, 2), (vary, 2)):
+                vary = other
+    best_k, at_edge = 2, ctx.max_components == 2
+    for k in range(3, ctx.max_components + 1):
+        trial(vary, k, parent)
+        if better((vary, k), (vary, best_k)):
+            best_k = k
+            at_edge = k == ctx.max_components
+        else:
+            break  # K fits no better than the best: the choice is inside the range tried
+    chosen = (vary, best_k)
+    vary, k = chosen
+    model = ChainMixture(n_components=k, vary=vary, **opts).fit(*ctx.train, n_states=ctx.n_states,
+                                                               init=models[chosen])
+    ctx.chosen.update({"n_components": k, "vary": vary})
+    info = {"n_components": k, "vary": vary, "at_edge": at_edge, "max_components": ctx.max_components,
+            "validation_sequences": int(n_val),
+            "validation_bits_per_token": {f"{v}:K={kk}": sc for (v, kk), sc in scores.items()}}
+    return model, info
+
+
+def _fit_range2(ctx: _Context, parent):
+    from ..conditional import ChainMixture
+
+    if "n_components" not in ctx.chosen:
+        raise InvalidParameterError("the range-2 row needs the sequence-latent row")
+    model = ChainMixture(position="position", token_rows=ctx.token_rows, couplings="potts", n_init=1, rng=ctx.seed,
+                         n_components=ctx.chosen["n_components"], vary=ctx.chosen["vary"], max_range=2,
+                         **_COMMON).fit(*ctx.train, n_states=ctx.n_states, init=parent)
+    return model, {}
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of the nested table.
+
+    Attributes
+    ----------
+    name : str
+        Column label.
+    parent : str or None
+        The row whose model this one extends: its gain is over the parent.
+    label : str
+        What the row adds, in the sentence ("token identity").
+    fit : callable
+        ``fit(context, parent_model) -> (fitted model, info dict)``; the model has
+        ``log_likelihood(states, tokens, mask, lengths)`` (per sequence) and ``result_``
+        (``n_parameters``, ``success``, ``log_likelihood``).
+    """
+
+    name: str
+    parent: str | None
+    label: str
+    fit: Callable
+
+
+#: the rows of the nested table, in order (a parent precedes its children)
+ROW_SPECS = (
+    RowSpec("independent", None, "global expert rates", _chain(position="homogeneous", token_rows=0,
+                                                                couplings="none")),
+    RowSpec("+position", "independent", "position alone", _chain(position="position", token_rows=0,
+                                                                 couplings="none")),
+    RowSpec("+token", "independent", "token identity", _chain(position="none", couplings="none")),
+    RowSpec("+token+position", "+token", "position given the token", _chain(position="position", couplings="none")),
+    RowSpec("+couplings", "+token+position", "neighbours given token and position",
+            _chain(position="position", couplings="potts")),
+    RowSpec("+sequence latent", "+couplings", "a sequence topic", _fit_latent),
+    RowSpec("+range-2", "+sequence latent", "a distance-2 coupling", _fit_range2),
+)
+ROWS = tuple(spec.name for spec in ROW_SPECS)
+
+
+def _verdict(g: float, e: float) -> str:
+    """Words for a held-out gain ``g +- e`` (bits/token)."""
+    if not math.isfinite(e) or abs(g) <= 3 * e:
+        return "nothing measurable"
+    return "a gain" if g > 0 else "a loss (worse on held-out sequences: over-fitting)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,36 +217,39 @@ class LayerDecomposition:
     layer : int
     rows : tuple of str
         :data:`ROWS` (a row not fitted has NaN entries and a reason in ``skipped``).
+    parents : tuple of str or None
+        The parent (reference) of every row.
     heldout : ndarray, shape (n_rows,)
         Test log-likelihood per token [bits/token].
     gain, gain_error : ndarray, shape (n_rows,)
-        Paired gain over the previous fitted row and its error [bits/token] (NaN for the first row).
+        Paired gain over the row's parent and its error [bits/token] (NaN for the first row).
     n_parameters : ndarray of int, shape (n_rows,)
     converged : ndarray of bool, shape (n_rows,)
     fit_seconds : ndarray, shape (n_rows,)
     skipped : dict of str -> str
         Rows not fitted and why.
     position_lr, position_lr_dof, position_lr_p : float, int, float
-        Likelihood-ratio test of position fields beyond the token fields on the training data.
+        Likelihood-ratio test of position fields beyond the token fields on the training data
+        (whether they are exactly zero; not printed: see the module docstring).
     n_components : int
-        Components of the latent row (chosen by training BIC among the candidates).
-    latent_bic : dict of int -> float
-        Training BIC of every candidate number of components.
+        Components of the latent row (0 when it was not fitted).
     component_weights : ndarray, shape (n_components,)
-    bic_prefers_latent : bool
-        Training BIC of the latent row below that of ``+couplings``.
+    latent : dict
+        The latent row's choice: ``n_components``, ``vary``, ``at_edge``, ``max_components`` and the
+        validation log-likelihood of every candidate (empty when not fitted).
     best : str
         Row with the largest held-out likelihood.
     gof : dict
         Goodness of fit of the best row on the test sequences: ``distances``, ``model``,
         ``empirical``, ``errors``, ``z``, ``chi2``, ``dof``, ``p_value``, ``max_abs_z``,
-        ``consistent``, ``message`` (empty dict when not computed).
+        ``max_z_p_value``, ``z_threshold``, ``consistent``, ``message`` (empty dict when not computed).
     n_train, n_test, n_test_tokens, token_rows : int
     seconds : float
     """
 
     layer: int
     rows: tuple
+    parents: tuple
     heldout: np.ndarray
     gain: np.ndarray
     gain_error: np.ndarray
@@ -115,63 +262,69 @@ class LayerDecomposition:
     position_lr_p: float
     n_components: int
     component_weights: np.ndarray
-    bic_prefers_latent: bool
+    latent: dict
     best: str
     gof: dict
-    latent_bic: dict
     n_train: int
     n_test: int
     n_test_tokens: int
     token_rows: int
     seconds: float
+    labels: tuple = ()
 
     def gain_of(self, row: str) -> tuple[float, float]:
         i = self.rows.index(row)
         return float(self.gain[i]), float(self.gain_error[i])
 
+    def parent_of(self, row: str) -> str | None:
+        return self.parents[self.rows.index(row)]
+
+    def _label(self, row: str) -> str:
+        if row in self.rows and len(self.labels) == len(self.rows):
+            return self.labels[self.rows.index(row)]
+        return row
+
     def sentence(self) -> str:
-        """One plain sentence: what token, position given the token, neighbours and topic add."""
-        # (imported here: the report layer sits above the fitters)
+        """Plain sentences read off the nested table: every row's gain over its stated parent."""
         from ...report.measure import fmt_pm
 
-        def part(label, row):
+        parts = []
+        for row, parent in zip(self.rows, self.parents):
+            if parent is None:
+                continue
+            label = self._label(row)
+            if row == "+sequence latent" and self.latent:
+                lat = self.latent
+                label += (f" (K = {lat['n_components']} chosen among 2..{lat['max_components']} by validation "
+                          f"likelihood{': at the edge of the range, more may fit better' if lat['at_edge'] else ''}"
+                          f"; topics differ in {'expert biases' if lat['vary'] == 'bias' else lat['vary']})")
+            ref = "global expert rates" if parent == "independent" else f"the {parent} row"
             g, e = self.gain_of(row)
             if not math.isfinite(g):
-                return f"{label} n/a ({self.skipped.get(row, 'not fitted')})"
-            return f"{label} {fmt_pm(g, e, 2)}"
-
-        edge = ", the largest tried: more may fit better" if self.latent_bic and len(self.latent_bic) > 1 and \
-            self.n_components == max(self.latent_bic) else ""
-        lr = (f"LR test {_fmt_p(self.position_lr_p)}, chi2={self.position_lr:.1f}/{self.position_lr_dof} dof"
-              if math.isfinite(self.position_lr_p) else "LR test n/a")
-        text = (f"{part('token identity adds', '+token')} bits/token, "
-                f"{part('position given the token', '+token+position')} ({lr}), "
-                f"{part('neighbours', '+couplings')}, "
-                f"{part(f'sequence topic (K = {self.n_components}{edge})', '+sequence latent')}")
-        if "+range-2" not in self.skipped:
-            text += f", {part('distance-2 coupling', '+range-2')}"
-        return text
+                parts.append(f"{label} over {ref}: n/a ({self.skipped.get(row, 'not fitted')})")
+                continue
+            parts.append(f"{label} over {ref}: {fmt_pm(g, e, 2)} bits/token, {_verdict(g, e)}")
+        return "held-out gain of " + "; ".join(parts)
 
     def gof_sentence(self) -> str:
-        """Whether the best model's C(r) residuals are consistent with noise."""
+        """Whether the best model's C(r) residuals are consistent with noise (calibrated rule)."""
         if not self.gof:
             return "goodness of fit n/a"
         g = self.gof
         head = (f"best model {self.best}: C(r) for r = 1..{int(g['distances'][-1])} on test sequences, "
-                f"max |z| = {g['max_abs_z']:.1f}, chi2/dof = {g['chi2']:.1f}/{g['dof']} ({_fmt_p(g['p_value'])})")
+                f"chi2/dof = {g['chi2']:.1f}/{g['dof']} ({_fmt_p(g['p_value'])}), max |z| = {g['max_abs_z']:.1f} "
+                f"({_fmt_p(g.get('max_z_p_value', math.nan))} for the largest of {g['dof']} |z|)")
         if g["consistent"]:
-            return head + ": residuals consistent with noise"
+            return head + ": residuals consistent with noise (both p >= 0.01)"
         z = np.asarray(g["z"])
-        bad = np.asarray(g["distances"])[np.abs(np.nan_to_num(z)) > 3]
+        cut = g.get("z_threshold", 3.0)
+        bad = np.asarray(g["distances"])[np.abs(np.nan_to_num(z)) > cut]
         if bad.size == 0:
-            where = "correlated excess across distances (only the chi-square rejects)"
+            where = "a correlated excess across distances (only the chi-square rejects)"
         else:
-            sign = "more" if np.nanmean(z[np.abs(np.nan_to_num(z)) > 3]) > 0 else "less"
-            where = (f"the data have {sign} same-expert correlation than the model at r = "
-                     f"{_ranges(bad)}")
-            if sign == "more" and bad.size >= len(z) / 2:
-                where += (" (a long-range excess: sequence-level composition beyond the "
-                          f"{self.n_components}-component latent, or long-range token statistics)")
+            sign = "more" if np.nanmean(z[np.abs(np.nan_to_num(z)) > cut]) > 0 else "less"
+            where = (f"the data have {sign} same-expert correlation than the model at r = {_ranges(bad)} "
+                     f"(|z| > {cut:.2f}, the multiplicity-corrected 1% level)")
         return head + f": NOT consistent with noise; unexplained structure: {where}"
 
 
@@ -196,9 +349,10 @@ def _paired(new, old, n_tokens):
 
 
 def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *, test_fraction: float = 0.2,
-                    seed: int = 0, token_rows: int = 1000, n_components=(2, 3), range2: bool = False,
+                    seed: int = 0, token_rows: int = 1000, max_components: int = 5,
+                    latent_vary=("bias", "couplings"), range2: bool = False,
                     gof_distance: int = 64) -> LayerDecomposition:
-    """Fit the nested table (:data:`ROWS`) to one layer and check the best row's ``C(r)``.
+    """Fit the nested table (:data:`ROW_SPECS`) to one layer and check the best row's ``C(r)``.
 
     Parameters
     ----------
@@ -212,10 +366,12 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         Held-out share; the split is the one :func:`compare_layer` draws from the same ``seed``.
     token_rows : int
         Token ids with their own field row (the rest pooled).
-    n_components : int or sequence of int
-        Candidate components of the latent row (``vary="bias"``: each sequence's component shifts the
-        expert biases; one start each, warm from ``+couplings``); the one with the lowest training BIC
-        is the row (and the number of components of ``+range-2``).
+    max_components : int
+        Largest number of components the latent row tries (``K = 2, 3, ...`` stops earlier at the
+        first ``K`` that fits the validation sequences worse than the best so far).
+    latent_vary : sequence of str
+        What may differ between the latent row's components (``ChainMixture``'s ``vary``), chosen
+        by validation likelihood at the chosen ``K``.
     range2 : bool
         Fit the ``+range-2`` row (about q times the cost of a range-1 row).
     gof_distance : int
@@ -231,6 +387,8 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     tokens = np.asarray(tokens)
     if tokens.shape != states.shape:
         raise InvalidParameterError(f"token ids have shape {tokens.shape}, the expert sequences {states.shape}")
+    if int(max_components) < 2:
+        raise InvalidParameterError(f"the latent row needs max_components >= 2, got {max_components}")
     n_seq, n = states.shape
     n_test = max(1, round(test_fraction * n_seq))
     if n_seq - n_test < 2 or n_test < 2:
@@ -242,50 +400,36 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     split = {name: (states[idx], tokens[idx], mask[idx], lengths[idx]) for name, idx in (("train", train),
                                                                                           ("test", test))}
     n_test_tokens = int(mask[test].sum())
-    candidates = tuple(sorted({int(kk) for kk in np.atleast_1d(n_components)}))
-    if not candidates or candidates[0] < 2:
-        raise InvalidParameterError(f"the latent row needs candidates of at least 2 components, got {n_components}")
-    chosen, bics = candidates[0], {}
-    models = _row_models(token_rows, candidates[0], seed)
-    k = len(ROWS)
+    ctx = _Context(split["train"], n_states, token_rows, seed, int(max_components), tuple(latent_vary))
+    k = len(ROW_SPECS)
     heldout, gain, gain_err = (np.full(k, np.nan) for _ in range(3))
     n_par, converged, seconds = np.zeros(k, np.int64), np.zeros(k, bool), np.full(k, np.nan)
-    skipped, fitted, per_seq = {}, {}, {}
+    skipped, fitted, per_seq, infos = {}, {}, {}, {}
     if not range2:
         skipped["+range-2"] = "not fitted (pass --max-range 2: about q times the cost of a range-1 row)"
-    prev, prev_ll = None, None
-    for i, name in enumerate(ROWS):
-        if name in skipped:
+    for i, spec in enumerate(ROW_SPECS):
+        if spec.name in skipped:
             continue
-        cls, kwargs = models[name]
+        if spec.parent is not None and spec.parent not in fitted:
+            skipped[spec.name] = f"its parent {spec.parent} was not fitted"
+            continue
         t = time.perf_counter()
         try:
             with warnings.catch_warnings():  # convergence is reported in the table
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warnings.simplefilter("ignore", SparseDataWarning)
-                if name == "+sequence latent":  # K by the training BIC among the candidates
-                    trials = [cls(**{**kwargs, "n_components": kk}).fit(*split["train"], n_states=n_states,
-                                                                        init=prev) for kk in candidates]
-                    bics = {kk: m.result_.bic for kk, m in zip(candidates, trials)}
-                    model = trials[int(np.argmin([bics[kk] for kk in candidates]))]
-                    chosen = int(model.n_components)
-                elif name == "+range-2":
-                    model = cls(**{**kwargs, "n_components": chosen}).fit(*split["train"], n_states=n_states,
-                                                                          init=prev)
-                else:
-                    model = cls(**kwargs).fit(*split["train"], n_states=n_states, init=prev)
+                model, infos[spec.name] = spec.fit(ctx, fitted.get(spec.parent))
         except Exception as exc:  # noqa: BLE001 -- one failing row is reported, never aborts the table
-            log.warning("layer %s: decomposition row %s failed: %s", layer, name, exc)
-            skipped[name] = f"fit failed: {exc}"
+            log.warning("layer %s: decomposition row %s failed: %s", layer, spec.name, exc)
+            skipped[spec.name] = f"fit failed: {exc}"
             continue
         seconds[i] = time.perf_counter() - t
         ll = model.log_likelihood(*split["test"])
         heldout[i] = float(ll.sum() / n_test_tokens / _LN2)
         n_par[i], converged[i] = model.result_.n_parameters, model.result_.success
-        if prev_ll is not None:
-            gain[i], gain_err[i] = _paired(ll, prev_ll, n_test_tokens)
-        fitted[name], per_seq[name] = model, ll
-        prev, prev_ll = model, ll
+        if spec.parent is not None:
+            gain[i], gain_err[i] = _paired(ll, per_seq[spec.parent], n_test_tokens)
+        fitted[spec.name], per_seq[spec.name] = model, ll
     lr, dof, p = math.nan, 0, math.nan
     if "+token" in fitted and "+token+position" in fitted:
         lr = max(0.0, 2.0 * (fitted["+token+position"].result_.log_likelihood - fitted["+token"].result_.log_likelihood))
@@ -293,8 +437,6 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         p = float(stats.chi2.sf(lr, dof)) if dof > 0 else math.nan
     latent = fitted.get("+sequence latent")
     weights = latent.result_.weights if latent is not None else np.zeros(0)
-    bic_latent = bool(latent is not None and "+couplings" in fitted
-                      and latent.result_.bic < fitted["+couplings"].result_.bic)
     best = max(fitted, key=lambda name: heldout[ROWS.index(name)])
     gof = {}
     r_max = min(int(gof_distance), n - 1)
@@ -309,14 +451,16 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
             g = goodness_of_fit(model_c, emp, r_min=1, r_max=r_max)
             gof = {"distances": g.distances, "model": g.model, "empirical": g.empirical, "errors": g.errors,
                    "z": g.z, "chi2": float(g.chi2), "dof": int(g.dof), "p_value": float(g.p_value),
-                   "max_abs_z": float(g.max_abs_z), "consistent": bool(g.consistent), "message": g.message,
+                   "max_abs_z": float(g.max_abs_z), "max_z_p_value": float(g.max_z_p_value),
+                   "z_threshold": float(g.z_threshold), "consistent": bool(g.consistent), "message": g.message,
                    "model_full": np.asarray(model_c, float)}
         except Exception as exc:  # noqa: BLE001 -- reported as n/a
             log.warning("layer %s: goodness of fit failed: %s", layer, exc)
     return LayerDecomposition(
-        layer=layer, rows=ROWS, heldout=heldout, gain=gain, gain_error=gain_err, n_parameters=n_par,
-        converged=converged, fit_seconds=seconds, skipped=skipped, position_lr=lr, position_lr_dof=dof,
-        position_lr_p=p, n_components=chosen, component_weights=np.asarray(weights, float),
-        latent_bic={int(kk): float(v) for kk, v in bics.items()},
-        bic_prefers_latent=bic_latent, best=best, gof=gof, n_train=len(train), n_test=len(test),
-        n_test_tokens=n_test_tokens, token_rows=token_rows, seconds=time.perf_counter() - t_start)
+        layer=layer, rows=ROWS, parents=tuple(spec.parent for spec in ROW_SPECS), heldout=heldout, gain=gain,
+        gain_error=gain_err, n_parameters=n_par, converged=converged, fit_seconds=seconds, skipped=skipped,
+        position_lr=lr, position_lr_dof=dof, position_lr_p=p,
+        n_components=int(latent.n_components) if latent is not None else 0,
+        component_weights=np.asarray(weights, float), latent=infos.get("+sequence latent", {}), best=best, gof=gof,
+        n_train=len(train), n_test=len(test), n_test_tokens=n_test_tokens, token_rows=token_rows,
+        seconds=time.perf_counter() - t_start, labels=tuple(spec.label for spec in ROW_SPECS))

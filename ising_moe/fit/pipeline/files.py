@@ -66,6 +66,7 @@ def write_fit_report(report: FitReport, path, *, overwrite: bool = False, input_
                 write_array(v, "fields", res.fields, ("position", "state"))
                 write_array(v, "couplings", res.couplings, ("range", "bond", "state", "state_right"))
                 if res.fields_stderr is not None:
+                    v.attrs["stderr_source"] = res.errors.message
                     write_array(v, "fields_stderr", res.fields_stderr, ("position", "state"))
                     write_array(v, "couplings_stderr", res.couplings_stderr, ("range", "bond", "state", "state_right"))
                 write_array(v, "fitted_correlation", lc.fitted_correlation[name], ("distance",))
@@ -78,22 +79,27 @@ def _write_decomposition(g, dec) -> None:
 
     d = g.create_group("decomposition")
     d.attrs["description"] = ("nested held-out log-likelihood per token [bits/token] on the test sequences; gain: "
-                              "paired difference to the previous fitted row with its error over test sequences")
+                              "paired difference to the row's parent (attribute parents) with its error over test "
+                              "sequences")
     d.attrs["rows"] = list(dec.rows)
-    for key in ("position_lr", "position_lr_dof", "position_lr_p", "n_components", "bic_prefers_latent", "best",
+    d.attrs["parents"] = [p or "" for p in dec.parents]
+    for key in ("position_lr", "position_lr_dof", "position_lr_p", "n_components", "best",
                 "n_train", "n_test", "n_test_tokens", "token_rows", "seconds"):
         d.attrs[key] = getattr(dec, key)
-    d.attrs["latent_bic_candidates"] = np.array(sorted(dec.latent_bic), dtype=np.int64)
-    d.attrs["latent_bic"] = np.array([dec.latent_bic[k] for k in sorted(dec.latent_bic)], dtype=float)
+    if dec.latent:
+        import json
+
+        d.attrs["latent"] = json.dumps(dec.latent)
     d.attrs["skipped"] = "; ".join(f"{k}: {v}" for k, v in dec.skipped.items())
     d.attrs["sentence"] = dec.sentence()
     d.attrs["gof_sentence"] = dec.gof_sentence()
     for key in ("heldout", "gain", "gain_error", "n_parameters", "converged", "fit_seconds"):
         write_array(d, key, np.asarray(getattr(dec, key)), ("row",))
-    write_array(d, "component_weights", dec.component_weights, ("component",))
+    if dec.latent:
+        write_array(d, "component_weights", dec.component_weights, ("component",))
     if dec.gof:
         gof = d.create_group("goodness_of_fit")
-        for key in ("chi2", "dof", "p_value", "max_abs_z", "consistent", "message"):
+        for key in ("chi2", "dof", "p_value", "max_abs_z", "max_z_p_value", "z_threshold", "consistent", "message"):
             gof.attrs[key] = dec.gof[key]
         gof.attrs["model"] = dec.best
         for key in ("model", "empirical", "errors", "z"):

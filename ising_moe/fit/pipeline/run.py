@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..._util import as_int
-from ...data import DROPPED_POLICIES
+from ...data import DEFAULT_DROPPED, DROPPED_POLICIES
 from ...errors import InvalidParameterError
 from .decomposition import decompose_layer
 from .drops import drop_position_effect
@@ -67,7 +67,7 @@ def default_variants(n_states: int) -> list[str]:
 
 
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
-                    max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "router",
+                    max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = DEFAULT_DROPPED,
                     indicators: bool = True, decomposition: bool | None = None, gof_distance: int | None = None,
                     token_rows: int = 1000, seed: int = 0, processes: int = 1, progress: bool = False,
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
@@ -152,7 +152,8 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
         topk = None
         if data.top_k > 1 and indicators:
             li = data.layer_index(layer)
-            topk_mask = data.mask if data.dropped is None else data.mask & ~data.dropped[:, li]
+            # the indicators follow the dropped policy ("state" has no indicator: drops excluded)
+            topk_mask = data.mask if data.dropped is None or dropped == "router" else data.mask & ~data.dropped[:, li]
             topk = (data.experts[keep, li].astype(np.int64), topk_mask[keep], data.n_experts)
         dec = (data.token_ids[keep], decomposition_options) if decomposition else None
         jobs.append((x[keep], m[keep], lengths[keep], q, layer, job_kwargs, 1 if processes > 1 else 0, topk, both,

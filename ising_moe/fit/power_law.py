@@ -41,7 +41,7 @@ from scipy import optimize
 
 from .._util import RngLike, as_generator, as_int
 from ..errors import ConvergenceWarning, InvalidParameterError
-from ._power_law_kernels import sequence_log_likelihoods
+from ._power_law_kernels import pseudo_likelihood_terms, sequence_log_likelihoods
 from .conditional.params import ConditionalData, TokenVocabulary
 
 __all__ = ["PowerLawPseudoLikelihood", "MAX_EXACT_CODES", "exact_range"]
@@ -124,31 +124,13 @@ class PowerLawPseudoLikelihood:
 
     # ------------------------------------------------------------------ model pieces
     def _weights(self, n, sigma):
-        """``W`` and ``dW/dsigma`` as functions of the distance ``d = 0..n-1`` (0 at ``d = 0`` and
-        beyond the range)."""
-        d = np.arange(n, dtype=float)
-        w = np.zeros(n)
-        r = n - 1 if self.max_range_ is None else min(self.max_range_, n - 1)
-        w[1: r + 1] = d[1: r + 1] ** -(1.0 + sigma)
+        """``w(d)`` and ``dw/dsigma`` at ``d = 0..R`` (``R = max_range`` or ``n - 1``; ``w(0) = 0``)."""
+        r = max(1, n - 1 if self.max_range_ is None else min(self.max_range_, n - 1))
+        d = np.arange(r + 1, dtype=float)
+        w = np.zeros(r + 1)
+        w[1:] = d[1:] ** -(1.0 + sigma)
         dw = -np.log(np.where(d > 0, d, 1.0)) * w
         return w, dw
-
-    @staticmethod
-    def _neighbour_sums(x1h, w):
-        """``S[s, i, a] = sum_{j != i} w(|i - j|) x1h[s, j, a]`` (x1h: observed one-hot)."""
-        n = x1h.shape[1]
-        r = int(np.flatnonzero(w)[-1]) if np.any(w) else 0
-        out = np.zeros_like(x1h)
-        if r <= 32:  # shifts: O(R) per site
-            for d in range(1, r + 1):
-                out[:, d:] += w[d] * x1h[:, :-d]
-                out[:, :-d] += w[d] * x1h[:, d:]
-            return out
-        idx = np.arange(n)
-        mat = w[np.abs(idx[:, None] - idx[None, :])]
-        s, _, q = x1h.shape
-        flat = x1h.transpose(1, 0, 2).reshape(n, s * q)
-        return (mat @ flat).reshape(n, s, q).transpose(1, 0, 2)
 
     def _unpack(self, theta, n, q, n_rows):
         k = 0
@@ -173,36 +155,31 @@ class PowerLawPseudoLikelihood:
             phi += tok[rows]
         return phi
 
-    def _objective(self, theta, x1h, obs, rows, n_rows, per_sequence=False):
-        """Negative pseudo-log-likelihood per token (+ prior) and its gradient."""
-        s, n, q = x1h.shape
+    def _objective(self, theta, states, obs, rows, n_rows, per_sequence=False):
+        """Negative pseudo-log-likelihood per token (+ prior) and its gradient (or, with
+        ``per_sequence``, the per-sequence scores of the biases, ``J`` and ``sigma``)."""
+        n_seq, n = states.shape
+        q = self.n_states_
         bias, pos, tok, j, sigma = self._unpack(theta, n, q, n_rows)
         w, dw = self._weights(n, sigma)
-        sums = self._neighbour_sums(x1h, w)
-        dsums = self._neighbour_sums(x1h, dw)
-        logits = self._phi(bias, pos, tok, rows, (s, n, q)) + j * sums
-        logits -= logits.max(axis=2, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=2, keepdims=True)
-        ll_site = (x1h * np.log(np.maximum(p, 1e-300))).sum(axis=2)  # 0 at unobserved sites
-        g = (x1h - p) * obs[..., None]  # d ll / d logits
-        n_tok = obs.sum()
+        phi = self._phi(bias, pos, tok, rows, (n_seq, n, q))
+        g = np.empty_like(phi)
+        ll, gj, gs = np.empty(n_seq), np.empty(n_seq), np.empty(n_seq)
+        pseudo_likelihood_terms(states, obs, phi, w, dw, float(j), g, ll, gj, gs)
+        if per_sequence:
+            return np.concatenate([g.sum(axis=1), gj[:, None], gs[:, None]], axis=1)
         grads = [g.sum(axis=(0, 1))]
         if pos is not None:
             grads.append(g.sum(axis=0).ravel())
         if tok is not None:
-            gt = np.zeros((n_rows, q))
-            np.add.at(gt, rows[obs], g[obs])
+            r_obs, g_obs = rows[obs], g[obs]
+            gt = np.stack([np.bincount(r_obs, weights=g_obs[:, a], minlength=n_rows) for a in range(q)], axis=1)
             grads.append(gt.ravel())
-        grads.append(np.array([(g * sums).sum(), j * (g * dsums).sum()]))
-        grad = np.concatenate(grads)
-        if per_sequence:  # scores of every sequence (biases, J, sigma only)
-            return np.concatenate([g.sum(axis=1), (g * sums).sum(axis=(1, 2))[:, None],
-                                   j * (g * dsums).sum(axis=(1, 2))[:, None]], axis=1)
+        grads.append(np.array([gj.sum(), gs.sum()]))
+        grad = -np.concatenate(grads)
+        n_tok = obs.sum()
         n_fields = theta.size - 2
-        prior = 0.5 * self.l2 * theta[:n_fields] @ theta[:n_fields]
-        value = (-ll_site.sum() + prior) / n_tok
-        grad = -grad
+        value = (-ll.sum() + 0.5 * self.l2 * theta[:n_fields] @ theta[:n_fields]) / n_tok
         grad[:n_fields] += self.l2 * theta[:n_fields]
         return value, grad / n_tok
 
@@ -211,7 +188,9 @@ class PowerLawPseudoLikelihood:
             init=None) -> PowerLawPseudoLikelihood:
         """Fit to expert sequences (n_sequences, n_sites); returns ``self``.
 
-        ``init``: optional dict with ``coupling`` and ``sigma`` starting values.
+        ``init``: optional dict of starting values: ``coupling``, ``sigma``, ``bias`` (q,),
+        ``position`` (n_sites, q), ``token`` (token_rows, q) (e.g. the fields of a fitted
+        :class:`~ising_moe.fit.conditional.ConditionalChain` on the same training data and rows).
         """
         data = self._data(states, tokens, mask, lengths, n_states)
         q, n = data.chain.n_states, data.chain.n_sites
@@ -224,23 +203,32 @@ class PowerLawPseudoLikelihood:
         self.vocabulary_ = TokenVocabulary.build(data, token_rows) if token_rows else None
         n_rows = self.vocabulary_.n_rows if self.vocabulary_ is not None else 0
         rows = self._rows(data)
-        obs = data.chain.observed
-        x1h = np.zeros((obs.shape[0], n, q))
-        x1h[obs] = np.eye(q)[data.chain.states[obs]]
+        obs = np.ascontiguousarray(data.chain.observed)
+        states = np.ascontiguousarray(data.chain.states, dtype=np.int64)
+        self.n_states_, self.n_sites_ = q, n
         n_par = q + (n * q if self.position else 0) + n_rows * q + 2
         theta0 = np.zeros(n_par)
-        counts = x1h.sum(axis=(0, 1)) + 0.5
+        counts = np.bincount(states[obs], minlength=q) + 0.5
         theta0[:q] = np.log(counts / counts.sum())
         init = init or {}
         theta0[-2] = float(init.get("coupling", 0.1))
         theta0[-1] = float(init.get("sigma", 1.0))
+        k = 0
+        for key, size, on in (("bias", q, True), ("position", n * q, self.position), ("token", n_rows * q, n_rows)):
+            if not on:
+                continue
+            if init.get(key) is not None:
+                value = np.asarray(init[key], float).ravel()
+                if value.size != size:
+                    raise InvalidParameterError(f"init[{key!r}] has {value.size} values, the model {size}")
+                theta0[k: k + size] = value
+            k += size
         lo, hi = self.sigma_bounds
         bounds = [(None, None)] * (n_par - 1) + [(lo, hi)]
-        res = optimize.minimize(self._objective, theta0, args=(x1h, obs, rows, n_rows), jac=True, method="L-BFGS-B",
+        res = optimize.minimize(self._objective, theta0, args=(states, obs, rows, n_rows), jac=True, method="L-BFGS-B",
                                 bounds=bounds, options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": 1e-7})
         theta = res.x
         self.theta_ = theta
-        self.n_states_, self.n_sites_ = q, n
         bias, pos, tok, j, sigma = self._unpack(theta, n, q, n_rows)
         self.bias_, self.position_fields_, self.token_fields_ = bias.copy(), pos, tok
         self.coupling_, self.sigma_ = float(j), float(sigma)
@@ -251,13 +239,13 @@ class PowerLawPseudoLikelihood:
         self.coupling_stderr_ = self.sigma_stderr_ = math.nan
         at_bound = sigma <= lo + 1e-9 or sigma >= hi - 1e-9
         if n_par <= _MAX_SANDWICH and not self.position and not n_rows and not at_bound:
-            self.coupling_stderr_, self.sigma_stderr_ = self._sandwich(theta, x1h, obs)
+            self.coupling_stderr_, self.sigma_stderr_ = self._sandwich(theta, states, obs)
         if not self.success_:
             warnings.warn(f"PowerLawPseudoLikelihood did not converge: {self.message_}", ConvergenceWarning,
                           stacklevel=2)
         return self
 
-    def _sandwich(self, theta, x1h, obs):
+    def _sandwich(self, theta, states, obs):
         """Sandwich standard errors of ``(J, sigma)``; the Hessian by central differences of the gradient."""
         n_tok = obs.sum()
         k = theta.size
@@ -266,12 +254,12 @@ class PowerLawPseudoLikelihood:
             step = 1e-5 * max(1.0, abs(theta[a]))
             e = np.zeros(k)
             e[a] = step
-            gp = self._objective(theta + e, x1h, obs, None, 0)[1]
-            gm = self._objective(theta - e, x1h, obs, None, 0)[1]
+            gp = self._objective(theta + e, states, obs, None, 0)[1]
+            gm = self._objective(theta - e, states, obs, None, 0)[1]
             hess[:, a] = (gp - gm) / (2 * step) * n_tok
         hess = 0.5 * (hess + hess.T)
         hess[np.arange(k - 2), np.arange(k - 2)] -= self.l2  # the prior is not part of the estimating equation
-        scores = self._objective(theta, x1h, obs, None, 0, per_sequence=True)
+        scores = self._objective(theta, states, obs, None, 0, per_sequence=True)
         v = np.cov(scores, rowvar=False, bias=True) * scores.shape[0]
         # biases have a gauge direction (all shifted together): pseudo-inverse on its complement
         h_inv = np.linalg.pinv(hess, rcond=1e-10)

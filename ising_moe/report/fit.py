@@ -188,6 +188,12 @@ def _decomposition_lines(layers) -> list[str]:
     lines.append("indep. [ll]: held-out log2-likelihood per token of global expert rates (minus the cross-entropy); "
                  "*: not converged; n/a: not fitted (reason in summary.json); best: row with the largest held-out "
                  "likelihood, whose exact C(r) on the test sequences is compared with theirs (max |z|, chi2 p)")
+    from ..fit.pipeline.decomposition import ALTERNATIVE_ROWS
+
+    for row, ref in ALTERNATIVE_ROWS.items():
+        if row in rows:
+            lines.append(f"{row}: an alternative, its gain is over {ref} (not over the previous column); "
+                         "power-law couplings up to the largest range with an exact held-out likelihood")
     for dec in decs:
         lines.append(f"Layer {dec.layer}: {dec.sentence()}.")
         lines.append(f"  Layer {dec.layer}: {dec.gof_sentence()}.")
@@ -197,6 +203,7 @@ def _decomposition_lines(layers) -> list[str]:
 def _decomposition_payload(dec) -> dict:
     gof = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in dec.gof.items() if k != "model_full"}
     return {"rows": list(dec.rows), "heldout_bits_per_token": dec.heldout.tolist(),
+            "power_law": dict(dec.power_law),
             "gain_bits_per_token": dec.gain.tolist(), "gain_error_bits_per_token": dec.gain_error.tolist(),
             "n_parameters": dec.n_parameters.tolist(), "converged": dec.converged.tolist(),
             "fit_seconds": dec.fit_seconds.tolist(), "skipped": dec.skipped,
@@ -301,7 +308,11 @@ def fit_figures(report, out_dir) -> list[Path]:
 
         rows = with_dec[0].decomposition.rows
         fig, (ax1, ax2) = figure_grid(2, (7.5, 3.4), max_columns=1)
-        gains = {row: [lc.decomposition.gain[i] for lc in with_dec] for i, row in enumerate(rows) if i}
+        from ..fit.pipeline.decomposition import ALTERNATIVE_ROWS
+
+        # an alternative row (scored against another row) is not a step of the stack
+        gains = {row: [lc.decomposition.gain[i] for lc in with_dec] for i, row in enumerate(rows)
+                 if i and row not in ALTERNATIVE_ROWS}
         gains = {k: v for k, v in gains.items() if np.isfinite(v).any()}  # rows not fitted (range-2 off)
         errors = {row: [lc.decomposition.gain_error[i] for lc in with_dec] for i, row in enumerate(rows) if i}
         colors = {row: f"C{i}" for i, row in enumerate(rows)}  # the same colour per row in both panels

@@ -54,6 +54,9 @@ def test_token_gain_and_position_beyond_token_are_detected():
     g, e = dec.gain_of("+couplings")  # the true J = 0.5 is seen beyond tokens and position
     assert g > 3 * e
     assert dec.converged[:6].all() and "+range-2" in dec.skipped
+    # negative control of the power-law row: nearest-neighbour data, no gain over +couplings
+    g, e = dec.gain_of("+power-law couplings")
+    assert math.isfinite(g) and g < 3 * e
     assert "token identity adds" in dec.sentence() and "LR test p " in dec.sentence()
 
 
@@ -82,7 +85,7 @@ def test_latent_row_gains_on_a_mixture_and_not_without_one():
 def test_best_model_reproduces_c_of_r_on_its_own_data():
     x, tokens = _simulate(400, position=True, seed=3)
     dec = _decompose(x, tokens, range2=True)
-    assert np.isfinite(dec.gain).sum() == 6
+    assert np.isfinite(dec.gain).sum() == 7  # every row but the first, +power-law couplings included
     gof = dec.gof
     assert list(gof["distances"]) == list(range(1, 9)) and np.all(np.isfinite(gof["model"]))
     assert gof["max_abs_z"] < 4 and gof["p_value"] > 1e-3  # a correct model leaves noise
@@ -107,7 +110,7 @@ def test_cli_fit_produces_table_figure_and_strict_json(tmp_path):
     assert doc["params"]["decomposition"] is True
     with h5py.File(out / "fit.h5") as f:
         g = f["layer_0/decomposition"]
-        assert list(g.attrs["rows"]) == dec["rows"] and g["heldout"].shape == (7,)
+        assert list(g.attrs["rows"]) == dec["rows"] and g["heldout"].shape == (len(dec["rows"]),)
         assert math.isclose(g["gain"][2], dec["gain_bits_per_token"][2])
         assert "goodness_of_fit" in g and f.attrs["finished"]
     r = CliRunner().invoke(main, ["fit", "--model", str(tmp_path / "d.h5"), "-o", str(tmp_path / "o2"),
@@ -133,8 +136,9 @@ def test_decomposition_figure_names_subject_has_units_and_draws_no_nan(tmp_path,
     report = fit_expert_data(data, variants=("potts",), n_bootstrap=0, mc_sweeps=0, max_distance=6, max_range=1)
     # q = 4: the range-2 row is fitted by default (cheap); drop it to check that a skipped row is not drawn
     dec = report.layers[0].decomposition
-    assert "+range-2" not in dec.skipped and math.isfinite(dec.gain[-1])
-    dec.gain[-1] = math.nan
+    i = dec.rows.index("+range-2")
+    assert "+range-2" not in dec.skipped and math.isfinite(dec.gain[i])
+    dec.gain[i] = math.nan
     dec.skipped["+range-2"] = "not fitted"
     figures = {}
     monkeypatch.setattr(report_module, "save_figure", lambda fig, stem: figures.setdefault(stem.name, fig) and [])

@@ -80,3 +80,23 @@ def test_model_correlation_matches_the_data(planted):
     c, se = emp.values, emp.errors
     z = (model_c[1:7] - c[1:7]) / np.hypot(model_err[1:7], se[1:7])
     assert np.abs(z).max() <= 5, z
+
+
+@pytest.mark.slow
+def test_decomposition_row_gains_on_power_law_data():
+    """Data drawn from a power-law chain: the +power-law couplings row beats nearest-neighbour
+    couplings on held-out sequences (its negative control, nearest-neighbour data, is in
+    tests/fit/test_fit_decomposition.py)."""
+    from ising_moe.fit.pipeline.decomposition import decompose_layer
+
+    n, q = 16, 4
+    model = PowerLawChain.potts(n, q, coupling=0.9, sigma=0.3, field=0.3 * np.cos(np.arange(q)))
+    run = simulate(model, "swendsen-wang", 2000, n_chains=4, n_burnin=200, rng=8, save_every=5)
+    x = run.samples.reshape(-1, n)
+    tokens = np.random.default_rng(9).integers(0, 6, size=x.shape)
+    dec = decompose_layer(x, np.ones(x.shape, bool), np.full(len(x), n), tokens, q, 0, seed=1, token_rows=8,
+                          n_components=(2,), gof_distance=6)
+    g, e = dec.gain_of("+power-law couplings")
+    assert g > 5 * e, (g, e)
+    assert dec.power_law["max_range"] == exact_range(q) and abs(dec.power_law["sigma"] - 0.3) < 0.3
+    assert "power-law couplings" in dec.sentence()

@@ -210,3 +210,28 @@ def test_agrees_with_order_n_r_sampler_at_full_range(periodic):
     other = simulate(cut, "heat-bath", 3000, n_chains=4, rng=3, max_distance=4)
     a, b = fast.stats("energy_per_site"), other.stats("energy_per_site")
     assert abs(a.mean - b.mean) / np.hypot(a.error, b.error) > 5
+
+
+# ----------------------------------------------------------------------------- the command line
+def test_cli_simulate_and_sweep_power_law(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from ising_moe.cli import main
+
+    r = CliRunner().invoke(main, ["simulate", "--model-kind", "power-law", "--sigma", "0.5", "-n", "10", "--beta",
+                                  "0.7", "--update", "swendsen-wang", "--n-sweeps", "3000", "--max-distance", "2",
+                                  "--seed", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)["observables"]
+    assert all(row["exact"] is not None and abs(row["z"]) <= 5 for row in rows)
+    assert json.loads(r.output)["params"]["sigma"] == 0.5
+    r = CliRunner().invoke(main, ["sweep", "--model-kind", "power-law", "--sigma", "0.5,1.5", "-n", "8", "--update",
+                                  "swendsen-wang,heat-bath", "--n-sweeps", "500", "--max-distance", "3", "-o", str(tmp_path / "s.h5"),
+                                  "--x", "sigma", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["n_points"] == 4 and doc["max_abs_z_vs_exact"] <= 5
+    r = CliRunner().invoke(main, ["simulate", "--model-kind", "power-law", "--sigma", "0", "--periodic"])
+    assert r.exit_code == 2 and "sigma must be > 0" in r.output and "Traceback" not in r.output

@@ -191,7 +191,7 @@ def _decomposition_lines(layers) -> list[str]:
     from ..fit.pipeline.decomposition import ALTERNATIVE_ROWS
 
     for row, ref in ALTERNATIVE_ROWS.items():
-        if row in rows:
+        if row in rows and any(row not in dec.skipped for dec in decs):
             lines.append(f"{row}: an alternative, its gain is over {ref} (not over the previous column); "
                          "power-law couplings up to the largest range with an exact held-out likelihood")
     for dec in decs:
@@ -321,7 +321,7 @@ def fit_figures(report, out_dir) -> list[Path]:
         small = {k: v for k, v in gains.items() if k != "+token"}
         plot_heldout([lc.layer for lc in with_dec], small, {k: errors[k] for k in small}, ax=ax2, colors=colors)
         ax2.set_title("the same without +token, with paired errors", fontsize="medium")
-        skipped = sorted({k for lc in with_dec for k in lc.decomposition.skipped} - set(gains))
+        skipped = sorted({k for lc in with_dec for k in lc.decomposition.skipped} - set(gains) - set(ALTERNATIVE_ROWS))
         if skipped:
             ax1.set_title(f"stacked gains of the nested models (not fitted: {', '.join(skipped)})", fontsize="medium")
         fig.suptitle(f"{subject}\nwhat routing depends on: held-out gain of each added ingredient [bits/token]")

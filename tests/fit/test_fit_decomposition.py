@@ -45,7 +45,7 @@ def _decompose(x, tokens, **kwargs):
 
 def test_token_gain_and_position_beyond_token_are_detected():
     x, tokens = _simulate(400, position=True)
-    dec = _decompose(x, tokens)
+    dec = _decompose(x, tokens, power_law=True)
     g, e = dec.gain_of("+token")
     assert g > 5 * e and g > 0.1
     g, e = dec.gain_of("+token+position")
@@ -84,7 +84,7 @@ def test_latent_row_gains_on_a_mixture_and_not_without_one():
 
 def test_best_model_reproduces_c_of_r_on_its_own_data():
     x, tokens = _simulate(400, position=True, seed=3)
-    dec = _decompose(x, tokens, range2=True)
+    dec = _decompose(x, tokens, range2=True, power_law=True)
     assert np.isfinite(dec.gain).sum() == 7  # every row but the first, +power-law couplings included
     gof = dec.gof
     assert list(gof["distances"]) == list(range(1, 9)) and np.all(np.isfinite(gof["model"]))

@@ -95,7 +95,7 @@ def test_decomposition_row_gains_on_power_law_data():
     x = run.samples.reshape(-1, n)
     tokens = np.random.default_rng(9).integers(0, 6, size=x.shape)
     dec = decompose_layer(x, np.ones(x.shape, bool), np.full(len(x), n), tokens, q, 0, seed=1, token_rows=8,
-                          n_components=(2,), gof_distance=6)
+                          n_components=(2,), gof_distance=6, power_law=True)
     g, e = dec.gain_of("+power-law couplings")
     assert g > 5 * e, (g, e)
     assert dec.power_law["max_range"] == exact_range(q) and abs(dec.power_law["sigma"] - 0.3) < 0.3

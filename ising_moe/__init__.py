@@ -22,11 +22,13 @@ from .errors import (
     UnsupportedModelError,
 )
 from .exact import solve
+from .power_law import PowerLawChain
 
 __all__ = [
     "__version__",
     "PottsChain",
     "LongRangeChain",
+    "PowerLawChain",
     "ising_to_potts",
     "potts_to_ising",
     "spins_to_states",

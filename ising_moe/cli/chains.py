@@ -144,7 +144,7 @@ def _sim_option_list(grid: bool) -> list:
 
     note = " Comma list or start:stop:num for a grid." if grid else ""
     return [
-        click.option("--model-kind", "kind", type=click.Choice(["potts", "ising", "long-range"]), default=None,
+        click.option("--model-kind", "kind", type=click.Choice(["potts", "ising", "long-range", "power-law"]), default=None,
                      help="Chain type [default: potts]."),
         click.option("--n-states", "-q", type=typed(COUNT), default=None, help="Number of states q." + note),
         click.option("--n-sites", "-n", type=typed(COUNT), default=None, help="Number of sites." + note),
@@ -153,6 +153,9 @@ def _sim_option_list(grid: bool) -> list:
                      help="J (Potts delta coupling; Ising J; long-range prefactor)." + note),
         click.option("--field", "field", default=None, help="Potts: q comma-separated fields; Ising: one h."),
         click.option("--alpha", type=typed(float), default=None, help="Long-range exponent: J(r) = J r^-alpha." + note),
+        click.option("--sigma", type=typed(float), default=None,
+                     help="Power-law chain: Potts J(r) = J / r^(1 + sigma) at every distance, no cutoff "
+                          "(rings sum the images) [default: 1]." + note),
         click.option("--max-range", type=typed(COUNT), default=None,
                      help="Long-range cutoff distance >= 1 [default: all pairs]." + note),
         click.option("--periodic/--open", default=None, help="Boundary [default: open]."),
@@ -174,7 +177,7 @@ def _sim_options(grid: bool):
     return decorate
 
 
-def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps,
+def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, sigma, max_range, periodic, update, n_sweeps,
               n_burnin, n_chains, max_distance, grid: bool) -> dict:
     """Sweep/simulate parameters from options (only those given)."""
     parse = (lambda text, opt, k=float: _grid(text, opt, _integer if k is int else k)) if grid else \
@@ -182,7 +185,7 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
     spec = {
         "model": kind, "n_states": parse(n_states, "--n-states", int), "n_sites": parse(n_sites, "--n-sites", int),
         "beta": parse(beta, "--beta"), "coupling": parse(coupling, "--coupling"),
-        "alpha": parse(alpha, "--alpha"), "max_range": parse(max_range, "--max-range", int),
+        "alpha": parse(alpha, "--alpha"), "sigma": parse(sigma, "--sigma"), "max_range": parse(max_range, "--max-range", int),
         "periodic": periodic, "update": parse(update, "--update", str), "n_sweeps": parse(n_sweeps, "--n-sweeps", int),
         "n_burnin": parse(n_burnin, "--n-burnin", int), "n_chains": parse(n_chains, "--n-chains", int),
         "max_distance": parse(max_distance, "--max-distance", int),
@@ -200,8 +203,8 @@ def _sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, 
               help="Write time series, marginals and statistics to this HDF5 file.")
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps, n_burnin,
-             n_chains, max_distance, seed, output, overwrite, as_json):
+def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, sigma, max_range, periodic, update, n_sweeps,
+             n_burnin, n_chains, max_distance, seed, output, overwrite, as_json):
     """Monte Carlo simulation of one parameter point, compared with the exact solution.
 
     The table reports, per observable, the mean with its autocorrelation-corrected error, tau (in
@@ -220,8 +223,8 @@ def simulate(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, p
     from ..mc.sweep import DEFAULTS, build_model, point_names, validate_point
     from ..outputs import output_unit
 
-    point = {**DEFAULTS, **_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic,
-                                     update, n_sweeps, n_burnin, n_chains, max_distance, grid=False)}
+    point = {**DEFAULTS, **_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, sigma, max_range,
+                                     periodic, update, n_sweeps, n_burnin, n_chains, max_distance, grid=False)}
     if n_chains is None and point["model"] != "ising":  # seed every ordered state where that is cheap
         point["n_chains"] = min(max(point["n_chains"], int(point["n_states"])), MAX_DEFAULT_CHAINS)
     check_cost(*simulation_cost(point), "this simulation")  # before any model allocates its tables
@@ -318,7 +321,8 @@ def _write_simulation(path, point, seed, run, rows) -> None:
 @click.option("--yes", "confirmed", is_flag=True,
               help=f"Run a grid of more than {MAX_POINTS_UNCONFIRMED} points (refused without it).")
 @click.option("--json", "as_json", is_flag=True)
-def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update, n_sweeps,
+def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, sigma, max_range, periodic, update,
+          n_sweeps,
           n_burnin, n_chains, max_distance, seed, output, executor, processes, x_param, observable, overwrite,
           confirmed,
           as_json):
@@ -334,8 +338,8 @@ def sweep(spec_file, kind, n_states, n_sites, beta, coupling, field, alpha, max_
     from ..stats import MAX_RHAT, MIN_N_OVER_TAU
 
     spec = load_spec(spec_file) if spec_file else {}
-    spec.update(_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, max_range, periodic, update,
-                          n_sweeps, n_burnin, n_chains, max_distance, grid=True))
+    spec.update(_sim_spec(kind, n_states, n_sites, beta, coupling, field, alpha, sigma, max_range, periodic,
+                          update, n_sweeps, n_burnin, n_chains, max_distance, grid=True))
     _check_sweep(spec, x_param, observable, confirmed)
     executor = _executor_spec(executor, processes)
     for point in expand_grid(spec):  # every check before any state is created

@@ -238,6 +238,9 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
                    "model's C(r) against the data [default: on when the file has token ids].")
 @click.option("--gof-distance", type=int, default=None,
               help="Largest r of the decomposition's goodness of fit [default: min(64, --max-distance)].")
+@click.option("--power-law", "power_law", is_flag=True,
+              help="Add the decomposition row '+power-law couplings' (J/r^(1+sigma) up to the exact range, scored "
+                   "against +couplings; about 10x the cost of the latent row).")
 @click.option("--lattice", is_flag=True,
               help="Also fit the layer x position lattice (cross-layer couplings between a token's experts): "
                    "lattice.h5, the 'lattice' block of summary.json and lattice.png/pdf.")
@@ -254,7 +257,7 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--overwrite", is_flag=True, help="Replace the outputs and discard an interrupted fit's layers.")
 @click.option("--json", "as_json", is_flag=True)
 def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, decomposition,
-        gof_distance, lattice, lattice_method, executor, processes, seed, output, output_dir, overwrite, as_json):
+        gof_distance, power_law, lattice, lattice_method, executor, processes, seed, output, output_dir, overwrite, as_json):
     """Fit Potts chains to expert sequences and compare fitted with empirical correlations.
 
     With token ids in the file, also the decomposition: held-out bits/token that token identity,
@@ -311,7 +314,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
         with open_executor(executor) as pool:
             report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
                                      max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
-                                     decomposition=decomposition, gof_distance=gof_distance,
+                                     decomposition=decomposition, gof_distance=gof_distance, power_law=power_law,
                                      progress=not as_json, executor=pool, checkpoint=fit_file, overwrite=overwrite)
         unit.discard_after_commit(ChunkStore(fit_file, "fit-layers", {}).directory)
         sha = file_sha256(path)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..chain import LongRangeChain, PottsChain
 from ..exact import solve
+from ..power_law import PowerLawChain
 
 __all__ = ["exact_observables", "MAX_ENUMERATION"]
 
@@ -15,7 +16,7 @@ __all__ = ["exact_observables", "MAX_ENUMERATION"]
 MAX_ENUMERATION = 1 << 16
 
 
-def _enumerate(model: LongRangeChain):
+def _enumerate(model: LongRangeChain | PowerLawChain):
     q, n = model.n_states, model.n_sites
     conf = np.array(list(itertools.product(range(q), repeat=n)), dtype=np.int32)
     logw = -model.beta * model.energy(conf)
@@ -27,8 +28,9 @@ def exact_observables(model, max_distance: int = 0) -> dict[str, float] | None:
     """Exact ``energy``, ``energy_per_site``, ``occupation:a``, ``magnetisation`` (q = 2) and
     ``overlap:r`` (``1 <= r <= max_distance``) of a model.
 
-    Transfer matrices for :class:`PottsChain`; enumeration for small :class:`LongRangeChain`
-    (``q**n_sites <= MAX_ENUMERATION``); ``None`` when no exact value is available.
+    Transfer matrices for :class:`PottsChain`; enumeration for small :class:`LongRangeChain` and
+    :class:`~ising_moe.power_law.PowerLawChain` (all distances, no cutoff; ``q**n_sites <=
+    MAX_ENUMERATION``); ``None`` when no exact value is available.
     """
     q, n = model.n_states, model.n_sites
     if isinstance(model, PottsChain):
@@ -37,7 +39,7 @@ def exact_observables(model, max_distance: int = 0) -> dict[str, float] | None:
                    + np.einsum("ia,ia->", sol.marginals, model.site_fields()))
         occupation = sol.marginals.mean(axis=0)
         overlap = sol.same_state_joint(max_distance).sum(axis=1)
-    elif isinstance(model, LongRangeChain) and q**n <= MAX_ENUMERATION:
+    elif isinstance(model, (LongRangeChain, PowerLawChain)) and q**n <= MAX_ENUMERATION:
         conf, p = _enumerate(model)
         energy = float(p @ model.energy(conf))
         occupation = np.array([p @ (conf == a).mean(axis=1) for a in range(q)])

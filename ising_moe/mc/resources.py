@@ -47,8 +47,10 @@ def simulation_cost(point: dict[str, Any]) -> tuple[float, float]:
     chains, sweeps = float(point["n_chains"]), float(point["n_sweeps"])
     total_sweeps = chains * (sweeps + float(point["n_burnin"]))
     r_max = float(point.get("max_distance") or 0)
-    long_range = point.get("model") == "long-range"
+    long_range = point.get("model") in ("long-range", "power-law")
     reach = float(point.get("max_range") or n) if long_range else 1.0
+    if point.get("model") == "power-law" and point.get("update") == "swendsen-wang":
+        reach = 4.0  # O(N): about beta J sum_r r^-(1+sigma) bond events per site, plus union-find
     per_sweep_bytes = 8 + 4 * q + 8 * (r_max + 1)
     memory = chains * sweeps * per_sweep_bytes + 8.0 * (chains * n * q + reach * q * q + n * q)
     per_update = _NS_UPDATE * reach * (q if point.get("update") == "heat-bath" else 1.0)

@@ -13,8 +13,14 @@ Updates
                        ergodic at zero field: see :func:`~ising_moe.mc._kernels.metropolis_sweep`)
 ``metropolis-random``  the same at randomly chosen sites
 ``heat-bath``          sequential single-spin Gibbs updates
-``swendsen-wang``      Swendsen-Wang clusters (nearest-neighbour chains only)
+``swendsen-wang``      Swendsen-Wang clusters (nearest-neighbour chains; power-law chains by Fukui and
+                       Todo's O(N) Poisson-process bonds over all distances)
 ``wolff``              Wolff single clusters (nearest-neighbour runs, or all pairs within range)
+
+A :class:`~ising_moe.power_law.PowerLawChain` runs the local updates and Wolff with the long-range
+kernels on all ``N - 1`` distances (``O(N^2)`` per sweep), and ``swendsen-wang`` with
+:mod:`._power_law_kernels` (``O(N)`` per sweep; its ``energy`` is the unbiased bond-count estimate
+of the configuration each sweep started from, see there).
 
 Cluster updates need Potts-form couplings on every bond or distance: ``J delta_ab + c`` with
 ``J >= 0`` (Ising couplings ``J sigma sigma'`` are of this form with ``J_potts = 2 J``). Fields of
@@ -33,9 +39,11 @@ import numpy as np
 from .._util import RngLike, as_generator, as_int
 from ..chain import LongRangeChain, PottsChain
 from ..errors import InvalidParameterError
+from ..power_law import PowerLawChain
 from ..stats import MIN_EVENTS, Stats, estimate
 from . import _kernels as K
 from . import _long_range_kernels as LRK
+from . import _power_law_kernels as PLK
 
 __all__ = ["UPDATES", "Sampler", "ChainState", "MCResult", "simulate", "potts_bond_couplings", "faster_update"]
 
@@ -49,6 +57,8 @@ UPDATES = {
 _CLUSTER = ("swendsen-wang", "wolff")
 #: beta times the spread of weights in one update's product must not underflow float64
 _MAX_LOG_RANGE = 700.0
+#: largest ``R q^2`` table of per-distance couplings the O(N R) kernels are given for a power-law chain
+_MAX_TABLE = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -166,7 +176,7 @@ class MCResult:
         Final state, to continue the run.
     """
 
-    model: PottsChain | LongRangeChain
+    model: PottsChain | LongRangeChain | PowerLawChain
     sampler: Sampler
     n_burnin: int
     energy: np.ndarray
@@ -308,7 +318,7 @@ def potts_bond_couplings(couplings: np.ndarray) -> np.ndarray | None:
     return diag[..., 0] - off[..., 0]
 
 
-def faster_update(model: PottsChain | LongRangeChain, update: str) -> str | None:
+def faster_update(model: PottsChain | LongRangeChain | PowerLawChain, update: str) -> str | None:
     """The update that mixes faster than a local ``update`` on ``model``, or ``None``.
 
     Cluster updates flip whole correlated regions at once; on ordered chains their effective
@@ -320,6 +330,8 @@ def faster_update(model: PottsChain | LongRangeChain, update: str) -> str | None
     j = potts_bond_couplings(model.couplings.reshape(-1, model.n_states, model.n_states))
     if j is None or (j < 0).any():
         return None
+    if isinstance(model, PowerLawChain):
+        return "swendsen-wang"
     return "wolff" if isinstance(model, LongRangeChain) else "swendsen-wang or wolff"
 
 
@@ -345,7 +357,63 @@ def _log_range_check(lj, lf) -> None:
         )
 
 
-def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-bath", n_sweeps: int = 1000, *,
+def _power_law_table(model: PowerLawChain) -> np.ndarray:
+    """Per-distance couplings ``(R, q, q)`` of a power-law chain in the long-range kernels' form.
+
+    Open: ``R = N - 1``, ``table[d - 1] = w(d) K``. Ring: the kernels visit the pair at ring distance
+    ``r`` from both of its ends only when ``r = N / 2`` (``N`` even), so ``R = N // 2`` and that last
+    entry is halved (energy, local weights and Wolff's ``1 - (1 - p_half)^2`` all come out exact).
+    """
+    w = model.distance_weights()
+    if model.periodic:
+        w = w[: model.n_sites // 2].copy()
+        if model.n_sites % 2 == 0:
+            w[-1] /= 2
+    if w.size * model.n_states**2 > _MAX_TABLE:
+        raise InvalidParameterError(
+            f"local updates of a power-law chain store {w.size} x {model.n_states}^2 couplings "
+            f"(over {_MAX_TABLE}); use swendsen-wang (O(N) per sweep) or fewer sites/states"
+        )
+    return np.ascontiguousarray(w[:, None, None] * model.pair_couplings)
+
+
+def _power_law_events(model: PowerLawChain) -> tuple[np.ndarray, np.ndarray, float]:
+    """Alias table over the distances and the total event rate ``Lambda`` of one sweep."""
+    j_potts = potts_bond_couplings(model.couplings)
+    if j_potts is None or j_potts[0] < 0:
+        raise InvalidParameterError(
+            "swendsen-wang needs Potts-form couplings J delta_ab + const with J >= 0 (ferromagnetic Potts "
+            "or Ising); use metropolis or heat-bath for general couplings"
+        )
+    n = model.n_sites
+    w = model.distance_weights()
+    if model.periodic:  # pairs (i, i + d mod n), i uniform: n of them per ring distance d < n/2
+        rate = n * w[: n // 2]
+        if n % 2 == 0:
+            rate[-1] /= 2
+    else:
+        rate = model.n_pairs() * w
+    rate = model.beta * j_potts[0] * rate
+    lam_total = float(rate.sum())
+    prob = np.ones(rate.size)
+    alias = np.arange(rate.size, dtype=np.int64)
+    if lam_total > 0:
+        PLK.build_alias(rate, prob, alias)
+    return prob, alias, lam_total
+
+
+def _run_power_law_sw(model, state, fields, lf, n_burnin, save_every, energy, occupation, overlap, site_counts,
+                      snapshots, accepted) -> None:
+    prob, alias, lam_total = _power_law_events(model)
+    k = np.ascontiguousarray(model.pair_couplings, dtype=float)
+    weights = model.distance_weights()
+    weight_total = float(model.n_pairs() @ weights)
+    PLK.run_power_law(state.spins, state.rng_state, lf, prob, alias, lam_total, model.periodic, fields,
+                      model.beta, float(k[0, 1]), weight_total, weights, k, model.beta > 0, n_burnin,
+                      save_every, energy, occupation, overlap, site_counts, snapshots, accepted)
+
+
+def simulate(model: PottsChain | LongRangeChain | PowerLawChain, sampler: Sampler | str = "heat-bath", n_sweeps: int = 1000, *,
              n_chains: int = 4, n_burnin: int = 100, rng: RngLike = None, state: ChainState | None = None,
              max_distance: int = 0, save_every: int = 0, start: str = "dispersed",
              count_sites: bool = True) -> MCResult:
@@ -386,14 +454,17 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
         detect chains stuck in different modes.
     """
     sampler = sampler if isinstance(sampler, Sampler) else Sampler(sampler)
-    if not isinstance(model, (PottsChain, LongRangeChain)):
-        raise InvalidParameterError(f"model must be a PottsChain or LongRangeChain, got {type(model).__name__}")
+    if not isinstance(model, (PottsChain, LongRangeChain, PowerLawChain)):
+        raise InvalidParameterError(
+            f"model must be a PottsChain, LongRangeChain or PowerLawChain, got {type(model).__name__}"
+        )
     n_sweeps = as_int(n_sweeps, "n_sweeps", minimum=1)
     n_burnin = as_int(n_burnin, "n_burnin", minimum=0)
     max_distance = as_int(max_distance, "max_distance", 0, model.n_sites - 1)
     save_every = as_int(save_every, "save_every", minimum=0)
-    long_range = isinstance(model, LongRangeChain)
-    if long_range and sampler.update == "swendsen-wang":
+    power_law = isinstance(model, PowerLawChain)
+    long_range = isinstance(model, LongRangeChain) or power_law
+    if isinstance(model, LongRangeChain) and sampler.update == "swendsen-wang":
         raise InvalidParameterError("swendsen-wang is implemented for nearest-neighbour chains; use wolff")
     if state is None:
         state = ChainState.initial(model, n_chains, rng, start)
@@ -406,14 +477,23 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
     n_chains, n, q = state.spins.shape[0], model.n_sites, model.n_states
     beta = model.beta
     fields = np.ascontiguousarray(model.fields.reshape(-1, q))
-    couplings = np.ascontiguousarray(model.couplings.reshape(-1, q, q))
+    if power_law and sampler.update != "swendsen-wang":
+        couplings = _power_law_table(model)
+    else:
+        couplings = np.ascontiguousarray(model.couplings.reshape(-1, q, q))
     lf = beta * fields
     lj = beta * couplings
     if not long_range:
         _log_range_check(lj, lf)
     wf = np.exp(lf - lf.max(axis=1, keepdims=True))
     wj = np.exp(lj - lj.max(axis=(1, 2), keepdims=True))
-    bond_p = _cluster_probabilities(model, sampler.update) if sampler.update in _CLUSTER else np.zeros(1)
+    if power_law and sampler.update == "wolff":
+        j_potts = potts_bond_couplings(couplings)
+        if j_potts is None or (j_potts < 0).any():
+            _cluster_probabilities(model, sampler.update)  # raises the common message
+        bond_p = -np.expm1(-beta * j_potts)
+    else:
+        bond_p = _cluster_probabilities(model, sampler.update) if sampler.update in _CLUSTER else np.zeros(1)
     kind = UPDATES[sampler.update]
     n_r = max_distance + 1 if max_distance > 0 else 0
     energy = np.zeros((n_chains, n_sweeps))
@@ -426,7 +506,10 @@ def simulate(model: PottsChain | LongRangeChain, sampler: Sampler | str = "heat-
     n_saved = n_sweeps // save_every if save_every else 0
     snapshots = np.zeros((n_chains, n_saved, n), dtype=np.int32)
     accepted = np.zeros(n_chains, dtype=np.int64)
-    if long_range:
+    if power_law and sampler.update == "swendsen-wang":
+        _run_power_law_sw(model, state, fields, lf, n_burnin, save_every, energy, occupation, overlap,
+                          site_counts, snapshots, accepted)
+    elif long_range:
         LRK.run_long_range(kind, state.spins, state.rng_state, lf, lj, bond_p, fields, couplings, model.periodic,
                          n_burnin, save_every, energy, occupation, overlap, site_counts, snapshots, accepted,
                          state.wolff_updates)

@@ -7,10 +7,11 @@ Finished points are staged atomically (:class:`~ising_moe.io.ChunkStore`): a swe
 moment and restarted with the same command continues and ends with the same file as an
 uninterrupted one (a group per point, ``finished`` written last in each).
 
-Point parameters (defaults in :data:`DEFAULTS`): ``model`` ("potts", "ising", "long-range"),
-``n_states``, ``n_sites``, ``beta``, ``coupling``, ``field`` (potts: one value per state or
-``None``; ising: ``h``), ``alpha`` and ``max_range`` (long-range power law), ``periodic``,
-``update``, ``n_sweeps``, ``n_burnin``, ``n_chains``, ``max_distance``.
+Point parameters (defaults in :data:`DEFAULTS`): ``model`` ("potts", "ising", "long-range",
+"power-law"), ``n_states``, ``n_sites``, ``beta``, ``coupling``, ``field`` (potts: one value per
+state or ``None``; ising: ``h``), ``alpha`` and ``max_range`` (long-range power law, cut off),
+``sigma`` (power-law chain: Potts couplings ``J / r^(1 + sigma)`` at every distance, no cutoff),
+``periodic``, ``update``, ``n_sweeps``, ``n_burnin``, ``n_chains``, ``max_distance``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .._util import as_int
 from ..chain import LongRangeChain, PottsChain
 from ..errors import DataFormatError, InvalidParameterError
 from ..io import ChunkStore, atomic_h5, write_array
+from ..power_law import PowerLawChain
 from .observables import exact_observables
 from .samplers import UPDATES, simulate
 
@@ -40,9 +42,9 @@ __all__ = ["DEFAULTS", "expand_grid", "grid_size", "largest_point", "observable_
 DEFAULTS: dict[str, Any] = {
     "model": "potts", "n_states": 2, "n_sites": 64, "beta": 1.0, "coupling": 1.0, "field": None,
     "alpha": 1.5, "max_range": None, "periodic": False, "update": "heat-bath", "n_sweeps": 2000,
-    "n_burnin": 200, "n_chains": 4, "max_distance": 8,
+    "n_burnin": 200, "n_chains": 4, "max_distance": 8, "sigma": 1.0,
 }
-_MODELS = ("potts", "ising", "long-range")
+_MODELS = ("potts", "ising", "long-range", "power-law")
 
 
 def expand_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -122,6 +124,9 @@ def build_model(point: dict[str, Any]):
                                 periodic=point["periodic"])
     if kind == "potts":
         return PottsChain.potts(n, q, point["coupling"], field, beta=point["beta"], periodic=point["periodic"])
+    if kind == "power-law":
+        return PowerLawChain.potts(n, q, point["coupling"], point["sigma"], field, beta=point["beta"],
+                                   periodic=point["periodic"])
     max_range = point["max_range"]
     if max_range is not None:
         limit = (n - 1) // 2 if point["periodic"] else n - 1

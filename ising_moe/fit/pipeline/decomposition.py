@@ -60,7 +60,7 @@ from ...errors import ConvergenceWarning, InvalidParameterError, SparseDataWarni
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ROWS", "ROW_SPECS", "RowSpec", "LayerDecomposition", "decompose_layer"]
+__all__ = ["ALTERNATIVE_ROWS", "ROWS", "ROW_SPECS", "RowSpec", "LayerDecomposition", "decompose_layer"]
 
 _LN2 = math.log(2)
 _COMMON = {"tol": 1e-4}  # ~1e-4 of a parameter's error at 1e5 tokens: far below the paired errors
@@ -161,6 +161,23 @@ def _fit_range2(ctx: _Context, parent):
     return model, {}
 
 
+def _fit_power_law(ctx: _Context, parent):
+    """``+couplings`` with power-law Potts couplings ``J / r^(1 + sigma)`` up to the exact range
+    (fields and ``J`` warm-started from the parent; pseudo-likelihood fit, exact held-out score)."""
+    from ..power_law import PowerLawPseudoLikelihood, exact_range
+
+    res = parent.result_
+    k = res.couplings[0]
+    q = k.shape[0]
+    j_potts = float(np.trace(k) / q - (k.sum() - np.trace(k)) / (q * q - q))
+    init = {"coupling": j_potts, "sigma": 1.0, "position": res.position_fields[0], "token": res.token_fields[0]}
+    model = PowerLawPseudoLikelihood(max_range=exact_range(ctx.n_states), position=True,
+                                     token_rows=ctx.token_rows).fit(*ctx.train, n_states=ctx.n_states, init=init)
+    info = {"coupling": float(model.coupling_), "sigma": float(model.sigma_), "max_range": int(model.max_range_),
+            "success": bool(model.success_)}
+    return model, info
+
+
 @dataclass(frozen=True)
 class RowSpec:
     """One row of the nested table.
@@ -197,7 +214,12 @@ ROW_SPECS = (
             _chain(position="position", couplings="potts")),
     RowSpec("+sequence latent", "+couplings", "a sequence topic", _fit_latent),
     RowSpec("+range-2", "+sequence latent", "a distance-2 coupling", _fit_range2),
+    # an alternative to the latent, scored against +couplings; opt-in (about 10x the latent row's cost)
+    RowSpec("+power-law couplings", "+couplings", "power-law couplings J/r^(1+sigma) up to the exact range",
+            _fit_power_law),
 )
+#: rows that are alternatives to the series (not candidates for the goodness of fit: no exact model C(r))
+ALTERNATIVE_ROWS = ("+power-law couplings",)
 ROWS = tuple(spec.name for spec in ROW_SPECS)
 
 
@@ -245,6 +267,9 @@ class LayerDecomposition:
         ``max_z_p_value``, ``z_threshold``, ``consistent``, ``message`` (empty dict when not computed).
     n_train, n_test, n_test_tokens, token_rows : int
     seconds : float
+    power_law : dict
+        The ``+power-law couplings`` row's fit: ``coupling`` (J), ``sigma``, ``max_range`` (R),
+        ``success`` (empty when not fitted).
     """
 
     layer: int
@@ -271,6 +296,7 @@ class LayerDecomposition:
     token_rows: int
     seconds: float
     labels: tuple = ()
+    power_law: dict = field(default_factory=dict)
 
     def gain_of(self, row: str) -> tuple[float, float]:
         i = self.rows.index(row)
@@ -342,6 +368,13 @@ def _ranges(r) -> str:
     return ", ".join(out)
 
 
+def _size_and_success(model) -> tuple[int, bool]:
+    res = getattr(model, "result_", None)
+    if res is not None:
+        return res.n_parameters, res.success
+    return model.n_parameters_, model.success_  # PowerLawPseudoLikelihood
+
+
 def _paired(new, old, n_tokens):
     d = (new - old) / _LN2
     err = float(math.sqrt(len(d)) * d.std(ddof=1) / n_tokens) if len(d) > 1 else math.nan
@@ -351,7 +384,7 @@ def _paired(new, old, n_tokens):
 def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *, test_fraction: float = 0.2,
                     seed: int = 0, token_rows: int = 1000, max_components: int = 5,
                     latent_vary=("bias", "couplings"), range2: bool = False,
-                    gof_distance: int = 64) -> LayerDecomposition:
+                    gof_distance: int = 64, power_law: bool = False) -> LayerDecomposition:
     """Fit the nested table (:data:`ROW_SPECS`) to one layer and check the best row's ``C(r)``.
 
     Parameters
@@ -376,6 +409,9 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         Fit the ``+range-2`` row (about q times the cost of a range-1 row).
     gof_distance : int
         Largest ``r`` of the goodness of fit (capped at the sequence length - 1).
+    power_law : bool, default False
+        Fit the ``+power-law couplings`` row (scored against ``+couplings``; about 10x the cost of
+        the latent row, hence opt-in).
     """
     from scipy import stats
 
@@ -407,6 +443,8 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     skipped, fitted, per_seq, infos = {}, {}, {}, {}
     if not range2:
         skipped["+range-2"] = "not fitted (pass --max-range 2: about q times the cost of a range-1 row)"
+    if not power_law:
+        skipped["+power-law couplings"] = "not fitted (opt in: --power-law; about 10x the cost of the latent row)"
     for i, spec in enumerate(ROW_SPECS):
         if spec.name in skipped:
             continue
@@ -426,7 +464,7 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         seconds[i] = time.perf_counter() - t
         ll = model.log_likelihood(*split["test"])
         heldout[i] = float(ll.sum() / n_test_tokens / _LN2)
-        n_par[i], converged[i] = model.result_.n_parameters, model.result_.success
+        n_par[i], converged[i] = _size_and_success(model)
         if spec.parent is not None:
             gain[i], gain_err[i] = _paired(ll, per_seq[spec.parent], n_test_tokens)
         fitted[spec.name], per_seq[spec.name] = model, ll
@@ -437,7 +475,7 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         p = float(stats.chi2.sf(lr, dof)) if dof > 0 else math.nan
     latent = fitted.get("+sequence latent")
     weights = latent.result_.weights if latent is not None else np.zeros(0)
-    best = max(fitted, key=lambda name: heldout[ROWS.index(name)])
+    best = max((name for name in fitted if name not in ALTERNATIVE_ROWS), key=lambda name: heldout[ROWS.index(name)])
     gof = {}
     r_max = min(int(gof_distance), n - 1)
     if r_max >= 1:
@@ -463,4 +501,5 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         n_components=int(latent.n_components) if latent is not None else 0,
         component_weights=np.asarray(weights, float), latent=infos.get("+sequence latent", {}), best=best, gof=gof,
         n_train=len(train), n_test=len(test), n_test_tokens=n_test_tokens, token_rows=token_rows,
-        seconds=time.perf_counter() - t_start, labels=tuple(spec.label for spec in ROW_SPECS))
+        seconds=time.perf_counter() - t_start, labels=tuple(spec.label for spec in ROW_SPECS),
+        power_law=infos.get("+power-law couplings", {}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 
 import numpy as np
@@ -91,6 +93,7 @@ def _write_decomposition(g, dec) -> None:
 
         d.attrs["latent"] = json.dumps(dec.latent)
     d.attrs["skipped"] = "; ".join(f"{k}: {v}" for k, v in dec.skipped.items())
+    d.attrs["power_law"] = json.dumps(dec.power_law)  # the +power-law couplings row's J, sigma, R
     d.attrs["sentence"] = dec.sentence()
     d.attrs["gof_sentence"] = dec.gof_sentence()
     for key in ("heldout", "gain", "gain_error", "n_parameters", "converged", "fit_seconds"):

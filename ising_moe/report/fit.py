@@ -346,7 +346,11 @@ def fit_figures(report, out_dir) -> list[Path]:
         small = {k: v for k, v in gains.items() if k != "+token"}
         plot_heldout([lc.layer for lc in with_dec], small, {k: errors[k] for k in small}, ax=ax2, colors=colors)
         ax2.set_title("the same without +token, with paired errors", fontsize="medium")
-        skipped = sorted({k for lc in with_dec for k in lc.decomposition.skipped} - set(gains))
+        from ..fit.pipeline.decomposition import ALTERNATIVE_ROWS
+
+        # opt-in alternatives (the power-law row) are named only when asked for and failed
+        skipped = sorted({k for lc in with_dec for k, why in lc.decomposition.skipped.items()
+                          if k not in ALTERNATIVE_ROWS or not why.startswith("not fitted (opt in")} - set(gains))
         if skipped:
             ax1.set_title(f"stacked gains along {' > '.join(chain[1:])} (not fitted: {', '.join(skipped)})",
                           fontsize="medium")

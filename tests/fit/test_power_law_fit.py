@@ -85,8 +85,7 @@ def test_model_correlation_matches_the_data(planted):
 @pytest.mark.slow
 def test_decomposition_row_gains_on_power_law_data():
     """Data drawn from a power-law chain: the +power-law couplings row beats nearest-neighbour
-    couplings on held-out sequences (its negative control, nearest-neighbour data, is in
-    tests/fit/test_fit_decomposition.py)."""
+    couplings on held-out sequences; on nearest-neighbour data (negative control) it gains nothing."""
     from ising_moe.fit.pipeline.decomposition import decompose_layer
 
     n, q = 16, 4
@@ -95,8 +94,16 @@ def test_decomposition_row_gains_on_power_law_data():
     x = run.samples.reshape(-1, n)
     tokens = np.random.default_rng(9).integers(0, 6, size=x.shape)
     dec = decompose_layer(x, np.ones(x.shape, bool), np.full(len(x), n), tokens, q, 0, seed=1, token_rows=8,
-                          n_components=(2,), gof_distance=6, power_law=True)
+                          max_components=2, gof_distance=6, power_law=True)
     g, e = dec.gain_of("+power-law couplings")
     assert g > 5 * e, (g, e)
     assert dec.power_law["max_range"] == exact_range(q) and abs(dec.power_law["sigma"] - 0.3) < 0.3
     assert "power-law couplings" in dec.sentence()
+
+    from ising_moe import PottsChain, exact
+    nn = PottsChain.potts(n, q, coupling=0.9, field=0.3 * np.cos(np.arange(q)))
+    x = exact.sample(nn, len(x), rng=10)
+    dec = decompose_layer(x, np.ones(x.shape, bool), np.full(len(x), n), tokens, q, 0, seed=1, token_rows=8,
+                          max_components=2, gof_distance=6, power_law=True)
+    g, e = dec.gain_of("+power-law couplings")
+    assert g < 3 * e, (g, e)

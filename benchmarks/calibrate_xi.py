@@ -54,8 +54,9 @@ def null_table(seeds: int):
                 x = np.minimum(x, q - 1)
                 mask = np.arange(n)[None, :] < lengths[:, None]
                 c = M.correlation_function(x, mask, q, min(64, n - 1), n_null=0)
+                extra = {"n_effective": c.n_effective} if hasattr(c, "n_effective") else {}  # older versions
                 xi = M.fit_correlation_length(c.distances, c.values, c.errors, influence=c.influence,
-                                              n_bootstrap=100, rng=seed)
+                                              n_bootstrap=100, rng=seed, **extra)
                 windows += xi.window[1] >= xi.window[0]
                 xis += bool(xi.success)
             out.append({"q": q, "n_sequences": n_seq, "window_reported": _binom(windows, seeds),

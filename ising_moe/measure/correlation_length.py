@@ -106,21 +106,25 @@ class CorrelationLength:
     split_z: float = math.nan
 
 
-def noise_threshold(n_sequences: int | None, level: float = WINDOW_LEVEL) -> float:
+def noise_threshold(n_sequences: int | None, level: float = WINDOW_LEVEL, n_effective: float | None = None) -> float:
     """Multiple of ``se(r)`` that ``C(r)`` must exceed to be above noise at one-sided ``level``.
 
-    ``t_{N-1}(1 - level)`` for an error estimated from the spread over ``N`` sequences, the normal
-    quantile for errors given as known (``n_sequences`` None or 0); ``inf`` below :data:`MIN_SEQUENCES`.
+    ``t_nu(1 - level)`` for an error estimated from the spread over ``N`` sequences, with
+    ``nu = min(N, n_effective) - 1`` (``n_effective``: Kish's effective number of sequences of unequal
+    lengths, see :class:`~ising_moe.measure.CorrelationEstimate`); the normal quantile for errors given
+    as known (``n_sequences`` None or 0); ``inf`` below :data:`MIN_SEQUENCES` sequences.
     """
     if not n_sequences:
         return float(sps.norm.isf(level))
     if n_sequences < MIN_SEQUENCES:
         return math.inf
-    return float(sps.t.isf(level, n_sequences - 1))
+    nu = n_sequences - 1 if n_effective is None or not math.isfinite(n_effective) else \
+        max(1.0, min(n_sequences, n_effective) - 1)
+    return float(sps.t.isf(level, nu))
 
 
 def noise_window(values, errors, r_max: int | None = None, n_sequences: int | None = None,
-                 level: float = WINDOW_LEVEL) -> tuple[int, int]:
+                 level: float = WINDOW_LEVEL, n_effective: float | None = None) -> tuple[int, int]:
     """``(1, r_hi)``: the distances ``1..r_hi`` at which ``C(r)`` is above noise (``(1, 0)``: none).
 
     A fixed-sequence test: ``r = 1, 2, ...`` in turn, each one-sided at ``level``
@@ -132,7 +136,7 @@ def noise_window(values, errors, r_max: int | None = None, n_sequences: int | No
     values = np.asarray(values, dtype=float)
     errors = np.asarray(errors, dtype=float)
     top = len(values) - 1 if r_max is None else min(r_max, len(values) - 1)
-    t = noise_threshold(n_sequences, level)
+    t = noise_threshold(n_sequences, level, n_effective)
     hi = 0
     for r in range(1, top + 1):
         ok = math.isfinite(values[r]) and math.isfinite(errors[r]) and errors[r] > 0 and values[r] > t * errors[r]
@@ -259,8 +263,8 @@ def _gof_hotelling(r, c, phi, sigma, n_seq):
 
 
 def fit_correlation_length(distances, values, errors, *, influence=None, r_max: int | None = None,
-                           n_bootstrap: int = 200, rng: RngLike = None,
-                           allow_capped: bool = False) -> CorrelationLength:
+                           n_bootstrap: int = 200, rng: RngLike = None, allow_capped: bool = False,
+                           n_effective: float | None = None) -> CorrelationLength:
     """Fit ``C(r) = A exp(-r / xi)`` on the window above noise and decide whether ``xi`` is supported.
 
     Parameters
@@ -282,6 +286,9 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
     allow_capped : bool, default False
         Keep ``xi`` when the window reaches ``r_max`` (the block estimator ``xi(b)``, whose window is
         limited by the block size by construction); ``capped`` still records it.
+    n_effective : float, optional
+        Effective number of sequences of unequal lengths (``CorrelationEstimate.n_effective``): the
+        window test's degrees of freedom.
 
     Returns
     -------
@@ -299,7 +306,7 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
                                  f"xi n/a: {n_seq} sequences are too few to tell C(r) from noise (the error of "
                                  f"C(r) comes from the spread over sequences: at least {MIN_SEQUENCES} needed)",
                                  n_sequences=n_seq)
-    lo, hi = noise_window(values, errors, r_max, n_seq)
+    lo, hi = noise_window(values, errors, r_max, n_seq, n_effective=n_effective)
     length = hi - lo + 1
     if length < MIN_WINDOW:
         reason = ("no correlation above noise at r >= 1" if hi < lo else

@@ -168,10 +168,11 @@ def empirical_correlations(states, mask, n_states: int, max_distance: int, *, la
     corr = correlation_function(states, mask, n_states, max_distance, block_sizes, n_null, gen, token_ids=token_ids)
     boot = np.random.default_rng([int(seed), int(layer), 0x79])
     xi = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence,
-                                n_bootstrap=n_bootstrap, rng=boot)
+                                n_bootstrap=n_bootstrap, rng=boot, n_effective=corr.n_effective)
     xi_blocks = {b: fit_correlation_length(corr.distances, corr.block_values[b], corr.block_errors[b],
                                            influence=corr.block_influence[b], r_max=b - 1,
-                                           n_bootstrap=n_bootstrap, rng=boot, allow_capped=True)
+                                           n_bootstrap=n_bootstrap, rng=boot, allow_capped=True,
+                                           n_effective=corr.n_effective)
                  for b in corr.block_sizes}
     return corr, xi, xi_blocks
 

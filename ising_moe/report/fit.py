@@ -127,7 +127,7 @@ def fit_summary(report) -> tuple[dict, list[str]]:
             if res is not None and not res.error and not res.success:
                 cell += " (n.c.)"
             line += f" {cell:>{width}}"
-        line += f" {resid if resid is not None else float('nan'):>9.1f}"
+        line += f" {resid:>9.1f}" if resid is not None and math.isfinite(resid) else f" {'n/a':>9}"
         lines.append(line)
         if lc.indicators is not None:
             ind = lc.indicators

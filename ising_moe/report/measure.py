@@ -33,6 +33,12 @@ def fmt_pm(value: float, error: float, digits: int = 3) -> str:
     return f"{value:.{decimals}f} ± {error:.{decimals}f}"
 
 
+def _cell(value, width: int, spec: str) -> str:
+    """A table cell: the number, or n/a where it is not finite (never "nan")."""
+    value = float(value)
+    return f"{value:>{width}{spec}}" if math.isfinite(value) else f"{'n/a':>{width}}"
+
+
 def _finite(value):
     """A JSON-safe number: None for NaN/inf (a number the data do not support is not printed)."""
     value = float(value)
@@ -218,8 +224,9 @@ def measurement_summary(result, data=None) -> tuple[dict, list[str]]:
         lines.append(
             f"{st.layer:>5} {st.n_states:>3} {fmt_pm(xi.xi, xi.error):>14} {('%d-%d' % xi.window if xi.window[1] >= xi.window[0] else 'none'):>7} "
             f"{fmt_pm(xi.xi_sum, xi.xi_sum_error):>14} {gof:>11} {fmt_pm(pt.mi_excess, pt.mi_error):>18} "
-            f"{pt.p_value:>7.3f} {st.load.kl_uniform:>8.4f} {st.static.accuracy:>10.3f} {st.static.chance:>7.3f} "
-            f"{(srp8[0] if srp8.size else float('nan')):>8.3f} {(sch8[0] if sch8.size else float('nan')):>12.3f} "
+            f"{_cell(pt.p_value, 7, '.3f')} {_cell(st.load.kl_uniform, 8, '.4f')} "
+            f"{_cell(st.static.accuracy, 10, '.3f')} {_cell(st.static.chance, 7, '.3f')} "
+            f"{_cell(srp8[0] if srp8.size else math.nan, 8, '.3f')} {_cell(sch8[0] if sch8.size else math.nan, 12, '.3f')} "
             f"{dropped:>8}")
         notes.append(f"layer {st.layer}: {_explain(st, fractions)}")
         if st.drop_position_tests:

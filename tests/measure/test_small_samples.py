@@ -45,7 +45,8 @@ def test_no_window_and_no_xi_on_uncorrelated_data(q, n_seq):
     for seed in range(40):
         x, m = _uncorrelated(seed, q, n_seq)
         c = M.correlation_function(x, m, q, 64, n_null=0)
-        res = M.fit_correlation_length(c.distances, c.values, c.errors, influence=c.influence, n_bootstrap=50, rng=0)
+        res = M.fit_correlation_length(c.distances, c.values, c.errors, influence=c.influence, n_bootstrap=50, rng=0,
+                                       n_effective=c.n_effective)
         windows += res.window[1] >= res.window[0]
         xis += res.success
     assert xis == 0

@@ -227,7 +227,8 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--max-range", type=int, default=1, show_default=True,
               help="Also fit couplings up to this distance (variants range2 .. range<R>; 1: none).")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of sequences.")
-@click.option("--max-distance", type=int, default=32, show_default=True, help="Largest r compared.")
+@click.option("--max-distance", type=int, default=64, show_default=True,
+              help="Largest r compared (the default of measure: both print the same empirical C(r) and xi).")
 @click.option("--bootstrap", "n_bootstrap", type=int, default=6, show_default=True,
               help="Bootstrap refits for the fitted xi's error.")
 @click.option("--dropped", type=click.Choice(["router", "exclude", "state"]), default=DEFAULT_DROPPED, show_default=True,

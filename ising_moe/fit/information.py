@@ -47,6 +47,10 @@ def _band(objective, theta):
     band = par.max_range
     for site in (n // 4, n // 2, (3 * n) // 4):
         resp = np.abs(_column(objective, theta, np.array([site * k]))[: n * k].reshape(n, k)).max(axis=1)
+        if not (np.isfinite(resp[site]) and resp[site] > 0):
+            # no information on this site's field (e.g. a position no training sequence reaches in
+            # ragged data): it says nothing about the band
+            continue
         big = np.flatnonzero(resp > 1e-9 * resp[site])
         band = max(band, int(np.abs(big - site).max()))
     band += 2

@@ -13,17 +13,19 @@ Estimators (``docs/conventions.md``)
   masked. ``C(i, j) = sum_e C_e(i, j)`` (for top-1: ``P(s_i = s_j) - sum_e P_i(e) P_j(e)``);
   ``C(r)`` averages ``C(i, i + r)`` over the positions ``i`` with at least two valid pairs.
 - Errors of ``C(r)`` come from the influence function (linearised jackknife/bootstrap over
-  sequences): ``C(r) - C_true(r) ~ (1 / N) sum_s phi_s(r)``, ``se = sqrt(sum_s phi_s^2) / N``;
-  bootstrap replicates reweight the same ``phi`` with multinomial counts over sequences, so
-  fits can be bootstrapped without recomputing the correlations (the ``phi`` are centred over
-  sequences; with masks their per-sequence constants are neglected).
+  sequences): ``C(r) - C_true(r) ~ (1 / N) sum_s phi_s(r)``, ``se = sqrt(sum_s phi_s^2 / (N (N - 1)))``
+  (``N - 1`` degrees of freedom); bootstrap replicates reweight the same ``phi`` with multinomial
+  counts over sequences, so fits can be bootstrapped without recomputing the correlations (each
+  sequence's ``phi`` includes the constant part of its own pairs, so ragged lengths are not noise).
 - Nulls: the same estimator after shuffling within each position (noise floor), within each
   sequence (sequence composition kept, order destroyed) and among the occurrences of each token
   id (token statistics kept, routing memory destroyed).
-- Correlation length: generalised least squares of ``C(r) = A exp(-r / xi)`` on the longest run of
-  ``C(r) > 2 se(r)``, with goodness of fit, a flag when the window reaches the cap, and a summed
-  estimator exact for a truncated exponential; ``xi`` is NaN with the reason unless the data
-  support it (:mod:`.correlation_length`).
+- Correlation length: the window above noise is a fixed-sequence test from ``r = 1`` (family-wise
+  level 5%, ``t_{N-1}`` quantiles; none below 4 sequences); weighted least squares of
+  ``C(r) = A exp(-r / xi)`` on it, a Hotelling-corrected goodness of fit, a split-window test of a
+  single exponential, a flag when the window reaches the cap, and a summed estimator exact for a
+  truncated exponential; ``xi`` is NaN with the reason unless the data support it
+  (:mod:`.correlation_length`).
 - ``xi`` vs block size ``b``: positions split into consecutive blocks ``[m b, (m + 1) b)``;
   ``C_b(r)`` averages ``C(i, i + r)`` over pairs inside one block (pooled over blocks), and ``xi(b)``
   is its correlation length on ``1 <= r < b``: the decay length of correlations between tokens at
@@ -38,10 +40,11 @@ from .correlation_length import (
     CorrelationLength,
     fit_correlation_length,
     fit_exponential,
+    noise_window,
 )
 from .files import load_measurements, write_measurements
 from .locality import LocalRoutingConsistency, local_routing_consistency
-from .pipeline import LayerStatistics, Measurements, measure
+from .pipeline import LayerStatistics, Measurements, empirical_correlations, measure
 from .probe import ProbeResult, expert_features, positional_probe
 from .rates import PositionTest, RateEstimate, position_dependence, position_rates
 
@@ -51,6 +54,6 @@ __all__ = [
     "load_balance",
     "StaticRouting", "static_routing", "LocalRoutingConsistency", "local_routing_consistency",
     "ProbeResult", "positional_probe", "expert_features", "LayerStatistics", "Measurements", "measure", "write_measurements",
-    "load_measurements", "as_routing",
+    "load_measurements", "as_routing", "empirical_correlations", "noise_window",
 ]
 

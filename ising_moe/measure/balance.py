@@ -44,7 +44,8 @@ def _entropy(counts, axis=-1):
         p = counts / total
         h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=axis)
     occupied = (counts > 0).sum(axis=axis)
-    return h + (occupied - 1) / (2 * np.squeeze(total, axis=axis)), p
+    with np.errstate(invalid="ignore", divide="ignore"):  # no token at all (a fully masked position): NaN
+        return np.where(occupied > 0, h + (occupied - 1) / (2 * np.squeeze(total, axis=axis)), np.nan), p
 
 
 def load_balance(ids, mask=None, n_experts=None, n_bootstrap: int = 200, rng: RngLike = None) -> LoadBalance:
@@ -52,7 +53,7 @@ def load_balance(ids, mask=None, n_experts=None, n_bootstrap: int = 200, rng: Rn
     ids, mask, n_experts = as_routing(ids, mask, n_experts)
     rates = position_rates(ids, mask, n_experts)
     h_pos, p = _entropy(rates.counts)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # positions without a valid token: NaN, not a warning
         logp = np.where(p > 0, np.log(np.where(p > 0, p, 1)), 0.0)
         second = (p * logp**2).sum(axis=1)
         h_err = np.sqrt(np.maximum(second - (-(p * logp).sum(axis=1)) ** 2, 0) / (rates.counts.sum(axis=1)))

@@ -122,7 +122,7 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     seeds = np.random.SeedSequence(seed).spawn(len(layer_ids) + 1)
     options = {"max_distance": max_distance, "blocks": blocks, "dropped": dropped, "n_null": n_null,
                "n_bootstrap": n_bootstrap, "segment_lengths": segment_lengths,
-               "n_position_blocks": n_position_blocks}
+               "n_position_blocks": n_position_blocks, "seed": seed}
     out = [None] * len(layer_ids)
     tasks = [(_layer_view(data, layer), layer, ss, options) for layer, ss in zip(layer_ids, seeds)]
     with contextlib.ExitStack() as stack:
@@ -152,6 +152,32 @@ def measure(data, *, layers=None, max_distance: int = 64, block_sizes=(8, 16, 32
     return Measurements(out, probes, params, source)
 
 
+def empirical_correlations(states, mask, n_states: int, max_distance: int, *, layer: int, seed: int,
+                           block_sizes=(), n_null: int = 4, n_bootstrap: int = 200, token_ids=None):
+    """Empirical ``C(r)`` (with nulls) and its correlation length: the one code path of ``measure`` and ``fit``.
+
+    The resampling (nulls, bootstrap of ``xi``) draws from its own stream seeded by ``(seed, layer)``,
+    so the two commands print the same ``C(r)``, window and ``xi`` for the same data and options.
+
+    Returns
+    -------
+    corr : CorrelationEstimate
+    xi : CorrelationLength
+    xi_by_block : dict of int -> CorrelationLength
+    """
+    gen = np.random.default_rng([int(seed), int(layer), 0x78])
+    corr = correlation_function(states, mask, n_states, max_distance, block_sizes, n_null, gen, token_ids=token_ids)
+    boot = np.random.default_rng([int(seed), int(layer), 0x79])
+    xi = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence,
+                                n_bootstrap=n_bootstrap, rng=boot, n_effective=corr.n_effective)
+    xi_blocks = {b: fit_correlation_length(corr.distances, corr.block_values[b], corr.block_errors[b],
+                                           influence=corr.block_influence[b], r_max=b - 1,
+                                           n_bootstrap=n_bootstrap, rng=boot, allow_capped=True,
+                                           n_effective=corr.n_effective)
+                 for b in corr.block_sizes}
+    return corr, xi, xi_blocks
+
+
 def _layer_view(data, layer: int):
     """The data of one layer only (what a worker needs to measure it)."""
     import dataclasses
@@ -173,13 +199,9 @@ def _measure_layer(data, layer: int, seed_sequence, options: dict) -> LayerStati
     n = data.n_positions
     gen = np.random.default_rng(seed_sequence)
     x, m, q = data.states(layer, dropped=dropped)
-    corr = correlation_function(x, m, q, max_distance, blocks, n_null, gen, token_ids=data.token_ids)
-    xi = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence,
-                                n_bootstrap=n_bootstrap, rng=gen)
-    xi_blocks = {b: fit_correlation_length(corr.distances, corr.block_values[b], corr.block_errors[b],
-                                           influence=corr.block_influence[b], r_max=b - 1,
-                                           n_bootstrap=n_bootstrap, rng=gen, allow_capped=True)
-                 for b in blocks}
+    corr, xi, xi_blocks = empirical_correlations(x, m, q, max_distance, layer=layer, seed=options["seed"],
+                                                 block_sizes=blocks, n_null=n_null, n_bootstrap=n_bootstrap,
+                                                 token_ids=data.token_ids)
     li = data.layer_index(layer)
     topk_mask = data.mask.copy()
     drop_tests = None

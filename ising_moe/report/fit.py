@@ -147,7 +147,7 @@ def fit_summary(report) -> tuple[dict, list[str]]:
             if res is not None and not res.error and not res.success:
                 cell += " (n.c.)"
             line += f" {cell:>{width}}"
-        line += f" {resid if resid is not None else float('nan'):>9.1f}"
+        line += f" {resid:>9.1f}" if resid is not None and math.isfinite(resid) else f" {'n/a':>9}"
         lines.append(line)
         if lc.indicators is not None:
             ind = lc.indicators
@@ -293,7 +293,13 @@ def fit_figures(report, out_dir) -> list[Path]:
     ax.set_xticks(idx, [str(lc.layer) for lc in layers])
     ax.set_xlabel("layer")
     ax.set_ylabel("correlation length xi [tokens]")
-    ax.set_yscale("log")
+    drawn = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in (emp, fit)])
+    if drawn.size:
+        ax.set_yscale("log")
+    else:  # nothing positive to draw: a log axis would have no range (and matplotlib fails to save it)
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no layer has a correlation length\n(reasons per layer in summary.json)",
+                transform=ax.transAxes, ha="center", va="center", fontsize="small", color="0.3")
     ax.legend(fontsize="small")
     ax.set_title(f"{subject}\ncorrelation length (n/a values not drawn)", fontsize="medium")
     paths += save_figure(fig, out_dir / "xi")

@@ -33,30 +33,97 @@ def fmt_pm(value: float, error: float, digits: int = 3) -> str:
     return f"{value:.{decimals}f} ± {error:.{decimals}f}"
 
 
+def _cell(value, width: int, spec: str) -> str:
+    """A table cell: the number, or n/a where it is not finite (never "nan")."""
+    value = float(value)
+    return f"{value:>{width}{spec}}" if math.isfinite(value) else f"{'n/a':>{width}}"
+
+
 def _finite(value):
     """A JSON-safe number: None for NaN/inf (a number the data do not support is not printed)."""
     value = float(value)
     return value if math.isfinite(value) else None
 
 
+def _persistence_level(st) -> float | None:
+    """Flat ``C(r)`` that the within-sequence shuffle produces from the chain's own persistence alone.
+
+    Shuffling the tokens of a sequence of length ``L`` turns ``C(r)`` into the average of ``C(|i - j|)``
+    over its pairs: for ``C(d) = A exp(-d / xi)``, ``2 sum_{d=1}^{L-1} (L - d) A exp(-d / xi) / (L (L - 1))``,
+    averaged over the sequences' lengths (recovered from the number of valid tokens per position).
+    None without a supported ``xi``.
+    """
+    xi = st.xi
+    if not xi.success:
+        return None
+    n_valid = np.asarray(st.rates.n_valid, dtype=float)
+    counts = np.maximum(n_valid - np.append(n_valid[1:], 0.0), 0.0)  # sequences ending at each position
+    lengths = np.arange(1, n_valid.size + 1)
+    keep = (counts > 0) & (lengths >= 2)
+    if not keep.any():
+        return None
+    level = 0.0
+    for length, w in zip(lengths[keep], counts[keep]):
+        d = np.arange(1, length)
+        level += w * 2 * np.sum((length - d) * xi.amplitude * np.exp(-d / xi.xi)) / (length * (length - 1))
+    return float(level / counts[keep].sum())
+
+
 def null_fractions(st) -> dict:
     """Share of ``sum_r C(r)`` that each shuffle null reproduces, over the xi window (all ``r >= 1`` without one).
 
-    ``{"position": f, "sequence": f, "token": f or None, "r_range": (lo, hi)}``: ``f`` = sum of the null's
-    mean ``C(r)`` over the range / sum of the measured ``C(r)``. ``sequence`` near 1 means the
-    correlation is sequence composition (each sequence prefers some experts), not order along the chain.
+    ``{"position": f, "sequence": f, "token": f or None, "persistence": f or None, "r_range": (lo, hi),
+    "sum_c": S, "sum_c_error": se}``: ``f`` = sum of the null's mean ``C(r)`` over the range / ``S``;
+    None unless ``S`` is significant (above ``max(3, t_{N-1}(0.995))`` standard errors, at least
+    ``MIN_SEQUENCES`` sequences). ``persistence`` is the share the within-sequence null would keep
+    from the chain's own persistence alone (an exponential with the measured ``A`` and ``xi`` in
+    sequences of the data's lengths; None without a supported ``xi``): only ``sequence`` well above it
+    is sequence composition.
     """
+    from scipy import stats as sps
+
+    from ..measure.correlation_length import MIN_SEQUENCES
+
     c = st.correlation
     lo, hi = st.xi.window
     if hi - lo + 1 < 3:
         lo, hi = 1, len(c.values) - 1
+    n_seq = c.influence.shape[0]
     total = float(np.sum(c.values[lo: hi + 1]))
-    total_se = float(np.sqrt(np.sum(c.influence[:, lo: hi + 1].sum(axis=1) ** 2)) / c.influence.shape[0])
-    out = {"r_range": (int(lo), int(hi)), "sum_c": total, "sum_c_error": total_se}
+    total_se = (float(np.sqrt(np.sum(c.influence[:, lo: hi + 1].sum(axis=1) ** 2) / (n_seq * (n_seq - 1))))
+                if n_seq > 1 else math.nan)
+    threshold = max(3.0, float(sps.t.isf(0.005, n_seq - 1))) if n_seq >= MIN_SEQUENCES else math.inf
+    significant = math.isfinite(total_se) and total > threshold * total_se
+    out = {"r_range": (int(lo), int(hi)), "sum_c": total, "sum_c_error": _finite(total_se),
+           "significant": bool(significant)}
     for name, null in (("position", c.null), ("sequence", c.null_sequence), ("token", c.null_token)):
-        ok = null.size and total > 3 * total_se  # a share of noise is not a number
+        ok = null.size and significant  # a share of noise is not a number
         out[name] = float(np.mean(null, axis=0)[lo: hi + 1].sum() / total) if ok else None
+    level = _persistence_level(st) if significant else None
+    out["persistence"] = None if level is None else float(level * (hi - lo + 1) / total)
     return out
+
+
+def _null_sentence(fractions) -> str:
+    """What the within-sequence null says, and only what it can tell apart."""
+    lo, hi = fractions["r_range"]
+    seq, tok, pers = fractions["sequence"], fractions["token"], fractions["persistence"]
+    out = f"Shuffling tokens within each sequence keeps {seq:.0%} of sum_r C(r) ({lo} <= r <= {hi})"
+    if pers is None:
+        out += (", but without a correlation length this null cannot tell sequence composition (each sequence "
+                "prefers some experts) from correlations that persist over much of a sequence")
+    else:
+        excess = seq - pers
+        out += f"; the chain's own persistence (the measured exponential) would keep {pers:.0%} in sequences this long"
+        if excess > 0.5:
+            out += f", so {excess:.0%} of it is sequence composition (each sequence prefers some experts)"
+        elif excess < 0.25:
+            out += ", so it is the order of tokens (persistence along the chain), not sequence composition"
+        else:
+            out += f", so about {max(excess, 0.0):.0%} of it is sequence composition and the rest order along the chain"
+    if tok is not None:
+        out += f"; token identity alone (within-token null) gives {round(tok, 2) + 0.0:.0%}"
+    return out + "."
 
 
 def _explain(st, fractions) -> str:
@@ -65,22 +132,20 @@ def _explain(st, fractions) -> str:
     lo, hi = fractions["r_range"]
     wlo, whi = xi.window
     if xi.success:
-        head = f"C(r) decays exponentially (xi = {fmt_pm(xi.xi, xi.error)} tokens)"
+        head = f"C(r) decays exponentially (xi = {fmt_pm(xi.xi, xi.error)} tokens on {wlo} <= r <= {whi})"
+    elif "too few to tell C(r) from noise" in xi.message:
+        head = xi.message.removeprefix("xi n/a: ")
     elif whi < wlo:
-        head = "C(r) is in the noise at every distance"
-    elif whi - wlo + 1 < 3:
+        head = "C(r) is in the noise already at r = 1 (no distance above noise)"
+    elif "too few distances" in xi.message:
         head = f"C(r) is above noise only at {wlo} <= r <= {whi}, too few distances for a correlation length"
     else:
         head = f"C(r) is above noise on {wlo} <= r <= {whi} but {xi.message.removeprefix('xi n/a: ')}"
     parts = [head + "."]
-    seq, tok = fractions["sequence"], fractions["token"]
-    if seq is None and fractions["sum_c"] <= 3 * fractions["sum_c_error"]:
+    if fractions["sequence"] is None:
         parts.append(f"Summed over {lo} <= r <= {hi}, C(r) is in the noise.")
-    elif seq is not None:
-        what = ("so it is mostly sequence composition (each sequence prefers some experts), not order along the chain"
-                if seq > 0.5 else "so most of it comes from the order of tokens, not from sequence composition")
-        parts.append(f"Shuffling tokens within each sequence keeps {seq:.0%} of sum_r C(r) ({lo} <= r <= {hi}), {what}"
-                     + (f"; token identity alone (within-token null) gives {round(tok, 2) + 0.0:.0%}." if tok is not None else "."))
+    else:
+        parts.append(_null_sentence(fractions))
     return " ".join(parts)
 
 
@@ -89,13 +154,19 @@ def _overall(result) -> list[str]:
     layers = result.layers
     out = []
     with_xi = [int(st.layer) for st in layers if st.xi.success]
-    shares = [f["sequence"] for f in map(null_fractions, layers) if f["sequence"] is not None]
-    head = ("no layer's C(r) is exponential within the data, so no correlation length is reported"
+    fractions = [f for f in map(null_fractions, layers) if f["sequence"] is not None]
+    head = ("no layer's C(r) is a measured exponential, so no correlation length is reported"
             if not with_xi else f"xi is supported for layers {with_xi}")
-    if shares:
-        head += (f"; shuffling tokens within each sequence keeps {min(shares):.0%} to {max(shares):.0%} of sum_r C(r): "
-                 + ("the correlation is mostly sequence composition (each sequence prefers some experts), not order "
-                    "along the chain" if np.median(shares) > 0.5 else "most of the correlation is order along the chain"))
+    if fractions:
+        shares = [f["sequence"] for f in fractions]
+        head += f"; shuffling tokens within each sequence keeps {min(shares):.0%} to {max(shares):.0%} of sum_r C(r)"
+        excess = [f["sequence"] - f["persistence"] for f in fractions if f["persistence"] is not None]
+        if len(excess) == len(fractions):
+            head += (": beyond what the chains' own persistence explains, mostly sequence composition"
+                     if np.median(excess) > 0.5 else ": mostly order along the chain (persistence), not sequence "
+                     "composition" if np.median(excess) < 0.25 else ": partly sequence composition, partly order")
+        else:
+            head += " (where a layer has no correlation length, that null cannot tell composition from persistence)"
     out.append("In short: " + head + ".")
     drops = [st.drop_position_tests for st in layers if st.drop_position_tests]
     if drops:
@@ -136,7 +207,8 @@ def measurement_summary(result, data=None) -> tuple[dict, list[str]]:
             "xi_success": xi.success, "xi_window": list(xi.window), "xi_sum": _finite(xi.xi_sum),
             "xi_sum_error": _finite(xi.xi_sum_error), "xi_message": xi.message, "xi_chi2": _finite(xi.chi2),
             "xi_dof": xi.dof, "xi_gof_p_value": _finite(xi.p_value), "xi_window_capped": xi.capped,
-            "xi_fit_sum_agreement_z": _finite(xi.agreement_z),
+            "xi_fit_sum_agreement_z": _finite(xi.agreement_z), "xi_n_sequences": xi.n_sequences,
+            "xi_split": [_finite(v) for v in xi.split_xi], "xi_split_z": _finite(xi.split_z),
             "mi_excess_bits": pt.mi_excess, "mi_error_bits": pt.mi_error, "position_p_value": pt.p_value,
             "kl_uniform": st.load.kl_uniform, "static_accuracy": st.static.accuracy,
             "static_chance": st.static.chance, "entropy_explained_by_position": st.static.entropy_explained,
@@ -150,10 +222,11 @@ def measurement_summary(result, data=None) -> tuple[dict, list[str]]:
         dropped = "" if row["dropped_fraction"] is None else f"{row['dropped_fraction']:.1%}"
         gof = f"{xi.chi2:.0f}/{xi.dof}" if math.isfinite(xi.chi2) else "n/a"
         lines.append(
-            f"{st.layer:>5} {st.n_states:>3} {fmt_pm(xi.xi, xi.error):>14} {'%d-%d' % xi.window:>7} "
+            f"{st.layer:>5} {st.n_states:>3} {fmt_pm(xi.xi, xi.error):>14} {('%d-%d' % xi.window if xi.window[1] >= xi.window[0] else 'none'):>7} "
             f"{fmt_pm(xi.xi_sum, xi.xi_sum_error):>14} {gof:>11} {fmt_pm(pt.mi_excess, pt.mi_error):>18} "
-            f"{pt.p_value:>7.3f} {st.load.kl_uniform:>8.4f} {st.static.accuracy:>10.3f} {st.static.chance:>7.3f} "
-            f"{(srp8[0] if srp8.size else float('nan')):>8.3f} {(sch8[0] if sch8.size else float('nan')):>12.3f} "
+            f"{_cell(pt.p_value, 7, '.3f')} {_cell(st.load.kl_uniform, 8, '.4f')} "
+            f"{_cell(st.static.accuracy, 10, '.3f')} {_cell(st.static.chance, 7, '.3f')} "
+            f"{_cell(srp8[0] if srp8.size else math.nan, 8, '.3f')} {_cell(sch8[0] if sch8.size else math.nan, 12, '.3f')} "
             f"{dropped:>8}")
         notes.append(f"layer {st.layer}: {_explain(st, fractions)}")
         if st.drop_position_tests:
@@ -166,9 +239,12 @@ def measurement_summary(result, data=None) -> tuple[dict, list[str]]:
         rows.append(row)
     lines += notes
     lines += _overall(result)
-    lines.append("xi: exponential fit (GLS, covariance over sequences) on the window where C(r) > 2 se; n/a when "
-                 "C(r) is not exponential there, the window reaches max_distance, or fit and sum disagree. "
-                 "p(pos): rotation test of position dependence. SCH: moe-lrc's online look-ahead cache.")
+    lines.append("window: distances 1..r above noise (tested in turn from r = 1, each one-sided 5% with t quantiles "
+                 "over sequences: 5% family-wise; none below 4 sequences). xi: exponential fit on the window, "
+                 "reported only as a measurement (>= 20 sequences, >= 4 distances, exponential by a Hotelling "
+                 "goodness of fit and on both halves of the window, below the cap, fit and sum agreeing, error "
+                 "<= 50%), else n/a with the reason. p(pos): rotation test of position dependence. "
+                 "SCH: moe-lrc's online look-ahead cache.")
     probes = [r.__dict__ for r in result.probes]
     for r in probes:
         lines.append(f"probe {r['features']:<10} {r['target']:<10} accuracy {r['accuracy']:.3f} ± "

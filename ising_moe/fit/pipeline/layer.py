@@ -259,8 +259,8 @@ def _main_errors(result: ChainFitResult, boot_theta, hidden_fraction: float) -> 
 
 
 def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=DEFAULT_VARIANTS,
-                  test_fraction: float = 0.2, max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000,
-                  seed: int = 0, executor=None) -> LayerComparison:
+                  test_fraction: float = 0.2, max_distance: int = 64, n_bootstrap: int = 6, mc_sweeps: int = 2000,
+                  seed: int = 0, executor=None, xi_seed: int | None = None) -> LayerComparison:
     """Fit every variant to one layer's sequences and compare with the empirical correlations.
 
     Parameters
@@ -288,9 +288,12 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
     seed : int
     executor : concurrent.futures.Executor, optional
         Where the bootstrap refits run (default: here, in order); the results do not depend on it.
+    xi_seed : int, optional
+        Seed of the empirical ``C(r)``'s nulls and ``xi`` bootstrap (default ``seed``); ``isingmoe fit``
+        passes its ``--seed``, as ``isingmoe measure`` does, so both print the same ``xi``.
     """
     from ...mc import simulate
-    from ...measure import correlation_function, fit_correlation_length
+    from ...measure import empirical_correlations
 
     rng = np.random.default_rng(seed)
     n_seq, n = states.shape
@@ -337,8 +340,9 @@ def compare_layer(states, mask, lengths, n_states: int, layer: int, *, variants=
         gain_error[name] = float(math.sqrt(len(d)) * d.std(ddof=1) / test_tokens) if len(d) > 1 else math.nan
     # empirical side on all sequences
     max_distance = min(max_distance, n - 1)
-    corr = correlation_function(states, mask, n_states, max_distance, (), 4, rng)
-    xi_emp = fit_correlation_length(corr.distances, corr.values, corr.errors, influence=corr.influence, rng=rng)
+    # the same code path, seed and resampling as `isingmoe measure` (same numbers for the same options)
+    corr, xi_emp, _ = empirical_correlations(states, mask, n_states, max_distance, layer=layer,
+                                             seed=seed if xi_seed is None else xi_seed)
     window = xi_emp.window if xi_emp.window[1] >= 2 else (1, min(max_distance, 8))
     fitted_corr, xi_fit, xi_spec, xi_note = {}, {}, {}, {}
     for name, res in fits.items():

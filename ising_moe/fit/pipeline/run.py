@@ -67,7 +67,7 @@ def default_variants(n_states: int) -> list[str]:
 
 
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
-                    max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = DEFAULT_DROPPED,
+                    max_distance: int = 64, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = DEFAULT_DROPPED,
                     indicators: bool = True, decomposition: bool | None = None, gof_distance: int | None = None,
                     power_law: bool = False, token_rows: int = 1000, seed: int = 0, processes: int = 1, progress: bool = False,
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
@@ -115,8 +115,9 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     for name in variants:
         variant_fitter(name, 2)  # validates the names before any work
     seeds = np.random.SeedSequence(seed).spawn(len(layer_ids))
-    if decomposition is None:
-        decomposition = data.token_ids is not None
+    if decomposition is None:  # on by default when it can run: token ids, and >= 2 training and >= 2 held-out sequences
+        n_test = max(1, round(test_fraction * data.n_sequences)) if 0 < test_fraction < 1 else 0
+        decomposition = data.token_ids is not None and n_test >= 2 and data.n_sequences - n_test >= 2
     if decomposition and data.token_ids is None:
         raise InvalidParameterError(
             "the decomposition needs the token ids of the routed text, and this file has none: re-extract it "
@@ -151,7 +152,7 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
         if data.dropped is not None and data.dropped[:, data.layer_index(layer)].any():
             both = (*((xx[keep], mm[keep]) for xx, mm, _ in (data.states(layer, dropped=policy)
                                                                for policy in ("router", "exclude"))), data.n_experts)
-        job_kwargs = {**kwargs, "seed": int(ss.generate_state(1)[0])}
+        job_kwargs = {**kwargs, "seed": int(ss.generate_state(1)[0]), "xi_seed": seed}
         topk = None
         if data.top_k > 1 and indicators:
             li = data.layer_index(layer)

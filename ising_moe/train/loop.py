@@ -92,6 +92,7 @@ class TrainResult:
     wall_seconds: float
     tokens_per_second: float
     resumed: bool
+    heldout: dict | None = None
 
 
 def _validate(spec: TrainSpec, output: Path, overwrite: bool) -> dict:

@@ -12,6 +12,7 @@ from ising_moe.train.baselines import (
     causal_targets,
     document_estimate,
     document_totals,
+    bin_totals,
     paired_difference,
     span_positions,
     span_targets,
@@ -192,3 +193,12 @@ def test_document_bootstrap_coverage():
         value, se = nll.sum() / n.sum(), 1.0 / np.sqrt(n.sum())
         naive += abs(value - truth) <= 1.96 * se
     assert naive / n_rep < 0.6
+
+
+def test_bin_totals_select_window_positions():
+    windows = [np.arange(10), np.arange(3)]
+    t = causal_targets(windows)
+    values = t.position.astype(float)  # nll = position, to see which targets are summed
+    s, c = bin_totals(values, t, np.array([0, 1]), 2, 2, 4)
+    np.testing.assert_array_equal(s, [2 + 3 + 4, 2])
+    np.testing.assert_array_equal(c, [3, 1])

@@ -13,7 +13,8 @@ __all__ = ["card_command", "train_command"]
 
 
 @main.command("train")
-@click.option("--preset", required=True, help="Model preset: olmoe-tiny or switch-tiny.")
+@click.option("--preset", required=True,
+              help="Model preset: olmoe-tiny, switch-tiny, or olmoe-tiny-e64 (OLMoE-shaped: 64 experts, top-8, 8 layers).")
 @click.option("--corpus", default=None,
               help="JSON-lines corpus (text, doc_id, split) [default: the shipped data/corpus/mixed.jsonl.gz, "
                    "see data/corpus/make_mixed.sh].")

@@ -46,6 +46,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"seq_len": 256, "batch_size": 16, "lr": 3e-3, "warmup_steps": 30,
                   "vocab_size": 4096, "tokens": 1_200_000, "weight_decay": 0.1},
     },
+    # OLMoE-1B-7B's routing shape (64 experts, top-8, every layer MoE, expert width = hidden / 2 as in
+    # OLMoE's 2048 / 1024, router z-loss as in OLMoE's training) with 8 layers at toy width: its
+    # per-layer expert counts and cross-layer pairs can be set beside the real model's
+    # (../shared/reference/olmoe-routing-counts), which an 8-expert organism cannot be. About 13.6M
+    # parameters (~55 MB fp32); not trained or shipped yet (see docs/organisms.md).
+    "olmoe-tiny-e64": {
+        "config": {
+            "model_type": "olmoe", "hidden_size": 128, "intermediate_size": 64,
+            "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 4,
+            "hidden_act": "silu", "max_position_embeddings": 1024, "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0, "attention_bias": False, "clip_qkv": None, "num_experts": 64,
+            "num_experts_per_tok": 8, "norm_topk_prob": False, "router_aux_loss_coef": 0.01,
+            "initializer_range": 0.02, "tie_word_embeddings": False, "bos_token_id": None,
+        },
+        "train": {"seq_len": 256, "batch_size": 16, "lr": 3e-3, "warmup_steps": 30,
+                  "vocab_size": 4096, "tokens": 10_000_000, "weight_decay": 0.1},
+    },
     # Switch layout (T5 encoder-decoder with relative position bias, top-1 routing with expert
     # capacity per sequence, sparse every second layer, as switch-base-N) at toy width.
     "switch-tiny": {

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Re-ship the OLMoE organisms after a (re)training run, end to end:
+#
+#   1. copy the finished runs into models/olmoe-tiny and models/olmoe-tiny-mem (each with its own
+#      step-0 twin untrained/) and run `isingmoe card` on them (held-out baselines, weights SHA-256,
+#      learning curve: MODEL_CARD.md, train_log.h5, learning_curve.png);
+#   2. re-extract the shipped data exactly as data/README.md says (validation documents, windows,
+#      1000 requested sequences of 256 tokens): natural, constant and shuffled positions of
+#      olmoe-tiny, olmoe-tiny-mem, the untrained twin;
+#   3. the measurements docs/organisms.md quotes (isingmoe measure ... --compare ..., r <= 32) and
+#      the main job (isingmoe fit --model olmoe-tiny), their JSON summaries kept in $OUT;
+#   4. print the numbers of docs/organisms.md (scripts/organisms_numbers.py $OUT).
+#
+# usage: scripts/reship_organisms.sh [RUNS_DIR]      (default /work/organisms)
+#   RUNS_DIR/olmoe-tiny and RUNS_DIR/olmoe-tiny-mem: finished `isingmoe train` outputs (no .partial).
+#   PY: the Python with ising-moe's dependencies (default: python); OUT: where the JSON summaries go
+#   (default fits/reship). Every step is re-runnable; the script stops at the first error.
+#   switch-tiny and its data are left as they are.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${1:-/work/organisms}
+PY=${PY:-python}
+OUT=${OUT:-$ROOT/fits/reship}
+# this checkout's package, models/ and data/ (not those of another installation)
+export PYTHONPATH=$ROOT ISINGMOE_MODELS=$ROOT/models ISINGMOE_DATA=$ROOT/data
+cd "$ROOT"
+mkdir -p "$OUT"
+isingmoe() { nice -n 10 "$PY" -m ising_moe.cli "$@"; }
+step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
+
+for m in olmoe-tiny olmoe-tiny-mem; do
+  if [ ! -f "$RUNS/$m/model.safetensors" ] || [ -e "$RUNS/$m.partial" ]; then
+    echo "$RUNS/$m is not a finished run (still training? see $RUNS/$m.partial)" >&2
+    exit 2
+  fi
+done
+
+# 1. models and their cards
+for m in olmoe-tiny olmoe-tiny-mem; do
+  step "models/$m <- $RUNS/$m"
+  rm -rf "models/$m"
+  cp -r "$RUNS/$m" "models/$m"
+  chmod -R u+rw,go+r "models/$m"
+  step "isingmoe card models/$m"
+  isingmoe card "models/$m" --threads 1 --json > "$OUT/card-$m.json"
+done
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+if [ "$(sha models/olmoe-tiny/untrained/model.safetensors)" != "$(sha models/olmoe-tiny-mem/untrained/model.safetensors)" ]; then
+  echo "note: the two runs' step-0 twins differ; data/olmoe-tiny-untrained.h5 is olmoe-tiny's" >&2
+fi
+
+# 2. the shipped data (data/README.md)
+C="--corpus data/corpus/mixed.jsonl.gz --split validation --packing windows --n-sequences 1000 --batch-size 16 --overwrite"
+for m in olmoe-tiny olmoe-tiny-mem olmoe-tiny-untrained; do
+  step "extract $m"
+  isingmoe extract --model $m $C --max-length 256 --json > "$OUT/extract-$m.json"
+done
+for p in constant shuffled; do
+  step "extract olmoe-tiny --positions $p"
+  isingmoe extract --model olmoe-tiny $C --max-length 256 --positions $p --json > "$OUT/extract-olmoe-tiny.$p.json"
+done
+
+# 3. measurements quoted in docs/organisms.md, then the main job
+M="--max-distance 32 --no-probe --overwrite --json"
+for pair in "untrained:data/olmoe-tiny-untrained.h5" "constant:data/olmoe-tiny.positions-constant.h5" \
+            "shuffled:data/olmoe-tiny.positions-shuffled.h5" "mem:data/olmoe-tiny-mem.h5"; do
+  name=${pair%%:*}; other=${pair#*:}
+  step "measure olmoe-tiny vs $name"
+  isingmoe measure data/olmoe-tiny.h5 --compare "$other" $M -o "$OUT/olmoe-tiny.vs-$name.stats.h5" \
+    > "$OUT/measure-vs-$name.json"
+done
+step "measure olmoe-tiny-mem, untrained twin"
+isingmoe measure data/olmoe-tiny-mem.h5 $M -o "$OUT/olmoe-tiny-mem.stats.h5" > "$OUT/measure-mem.json"
+step "main job: isingmoe fit --model olmoe-tiny"
+isingmoe fit --model olmoe-tiny --overwrite --json > "$OUT/fit-olmoe-tiny.json"
+
+# 4. the numbers of docs/organisms.md
+step "numbers"
+"$PY" scripts/organisms_numbers.py "$OUT" | tee "$OUT/numbers.md"
+step "done: review git status (models/, data/), rewrite docs/organisms.md from $OUT/numbers.md, commit"

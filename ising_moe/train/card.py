@@ -290,8 +290,8 @@ def refresh(model_dir, *, corpus=None, n_bootstrap: int = 2000, seed: int = 0, b
         raise DataFormatError("model and baseline targets differ in number (internal error)")
     vocab = int(tok.get_vocab_size())
     base_nll = {}
-    for name, order in BASELINES.items():
-        base_nll[name] = bl.KneserNey(order, vocab).fit(train_docs).nll(targets)
+    for baseline, order in BASELINES.items():
+        base_nll[baseline] = bl.KneserNey(order, vocab).fit(train_docs).nll(targets)
     tot, model, bases, minus, better, context = _estimates(model_nll, base_nll, targets, window_doc, n_docs,
                                                            causal, n_bootstrap, seed)
     twin = model_dir / "untrained" / "model.safetensors"
@@ -420,7 +420,7 @@ def plot_learning_curve(tokens, val_loss, baselines: dict, train_loss=None, fina
 
     ax = _axes(ax)
     tokens = np.asarray(tokens, float)
-    ax.plot(tokens, val_loss, "o-", ms=2.5, color="C0", label="validation loss (logged windows)")
+    ax.plot(tokens, val_loss, "o-", ms=2.5, color="C0", label="validation loss (logged windows, all targets)")
     if train_loss is not None:
         ax.plot(tokens, train_loss, "-", lw=0.8, color="C0", alpha=0.5, label="training loss")
     for i, (name, value) in enumerate(baselines.items()):

@@ -31,6 +31,25 @@ def runs(small_corpus, tmp_path_factory):
     return out
 
 
+def _figure_title(out):
+    # the title refresh() drew (read back from the PNG's text is not possible: redraw with its inputs)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ising_moe.train import card
+
+    titles = []
+    original = plt.Axes.set_title
+    try:
+        plt.Axes.set_title = lambda ax, t, **k: titles.append(t) or original(ax, t, **k)
+        card.refresh(out, n_bootstrap=100)
+    finally:
+        plt.Axes.set_title = original
+    return titles[-1]
+
+
 def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -42,6 +61,7 @@ def test_a_run_ends_with_the_heldout_report(runs):
     assert card.count("## Held-out comparison") == 1 and "| trigram |" in card
     assert f"**weights sha256** (`model.safetensors`): {_sha(out / 'model.safetensors')}" in card
     assert (out / "learning_curve.png").stat().st_size > 1000
+    assert "olmoe-tiny: baselines on all held-out targets" in _figure_title(out)
     with open_h5(out / "train_log.h5", kind="train_log") as f:
         assert f.attrs["weights_sha256"] == _sha(out / "model.safetensors")
         assert f.attrs["untrained_weights_sha256"] == _sha(out / "untrained" / "model.safetensors")

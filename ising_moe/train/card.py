@@ -353,8 +353,8 @@ def _fmt(e: bl.Estimate, digits: int = 3) -> str:
 def _section(r: Heldout) -> str:
     what = ("every validation window, targets at positions 1..len-1 predicted from the tokens before them in "
             "the window" if r.targets == "causal" else
-            "the tokens of the removed spans (span corruption of every validation window, seeded as at "
-            "evaluation; sentinels and </s> left out), each baseline predicting a span token from the "
+            "the tokens of the removed spans of every validation window: span corruption seeded as at "
+            "evaluation, sentinels and `</s>` left out; each baseline predicts a span token from the "
             "original tokens before it")
     lines = [_BEGIN, "", "## Held-out comparison", "",
              f"{r.n_targets:,} targets in {r.n_windows} windows of {r.n_documents} held-out documents ({what}). "

@@ -64,7 +64,7 @@ def heldout(out: Path) -> list[str]:
              "loss at positions 4-15 / 64-255 | difference (trigram's) |", "|---|---|---|---|---|---|---|---|---|"]
     for m in ORGANISMS:
         c = _load(out / f"card-{m}.json")
-        if c is None:
+        if not c or "baselines" not in c:
             lines.append(f"| {m} | n/a | | | | | | | |")
             continue
         b, ctx = c["baselines"], c["context"]
@@ -78,7 +78,7 @@ def heldout(out: Path) -> list[str]:
                     f"{_ci(ctx['model_short_minus_long'], 3, True)} ({_ci(ctx['trigram_short_minus_long'], 3, True)}) |")
         lines.append(row)
     c = _load(out / f"card-{ORGANISMS[0]}.json")
-    if c is not None:
+    if c and "n_targets" in c:
         lines.append("")
         lines.append(f"{c['n_targets']:,} targets in {c['n_windows']} windows of {c['n_documents']} held-out documents; "
                      "95% intervals from a bootstrap over documents (differences paired).")
@@ -87,6 +87,7 @@ def heldout(out: Path) -> list[str]:
 
 def measurements(out: Path) -> list[str]:
     cmp = {k: _load(out / f"measure-vs-{k}.json") for k in ("untrained", "constant", "shuffled", "mem")}
+    cmp = {k: (v if v and "compare" in v and "layers" in v else None) for k, v in cmp.items()}
     lines = ["| layer | I trained | I untrained | C(1) trained | C(1) untrained | max \\|z\\| | I constant pos. | "
              "C(1) constant pos. | max \\|z\\| | C(1) shuffled pos. | max \\|z\\| |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     base = cmp["untrained"]
@@ -136,7 +137,7 @@ def load_entropy(models: Path) -> list[str]:
 
 def decomposition(fit: Path) -> list[str]:
     d = _load(fit)
-    if d is None:
+    if not d or "layers" not in d:
         return ["(main job summary not found)"]
     layers = [x for x in d["layers"] if x.get("decomposition")]
     if not layers:

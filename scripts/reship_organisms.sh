@@ -6,19 +6,20 @@
 #      learning curve: MODEL_CARD.md, train_log.h5, learning_curve.png);
 #   2. re-extract the shipped data exactly as data/README.md says (validation documents, windows,
 #      1000 requested sequences of 256 tokens): natural, constant and shuffled positions of
-#      olmoe-tiny, olmoe-tiny-mem, the untrained twin;
+#      olmoe-tiny, olmoe-tiny-mem, the untrained twin; switch-tiny and its twin (232 tokens), whose
+#      data must name the train_log.h5 that `isingmoe card` rewrote;
 #   3. the measurements docs/organisms.md quotes (isingmoe measure ... --compare ..., r <= 32) and
-#      the main job (isingmoe fit --model olmoe-tiny), their JSON summaries kept in $OUT;
-#   4. print the numbers of docs/organisms.md (scripts/organisms_numbers.py $OUT).
+#      the main job (isingmoe fit --model olmoe-tiny -o fits/olmoe-tiny), JSON summaries in $OUT;
+#   4. print the numbers of docs/organisms.md (scripts/organisms_numbers.py), also to $OUT/numbers.md.
 #
 # usage: scripts/reship_organisms.sh [RUNS_DIR]      (default /work/organisms)
 #   RUNS_DIR/olmoe-tiny and RUNS_DIR/olmoe-tiny-mem: finished `isingmoe train` outputs (no .partial).
 #   PY: the Python with ising-moe's dependencies (default: python); OUT: where the JSON summaries go
 #   (default fits/reship). ORGANISMS: the runs to ship (default "olmoe-tiny olmoe-tiny-mem"; with
-#   olmoe-tiny alone the mem model, its data and the aux-vs-mem comparison are left as they are and
-#   a warning says that they belong to the older model). Every step is re-runnable; the script stops
-#   at the first error. switch-tiny (not retrained) is re-extracted so that its data name its
-#   current train_log.h5 (rewritten by isingmoe card).
+#   olmoe-tiny alone the mem model and its data stay as they are, and a warning says so).
+# Resumable: a step whose JSON summary is in $OUT is skipped; copying a run whose weights differ
+# from those in models/ first removes the summaries that depend on that model. The script stops at
+# the first error (rerun it after fixing). Delete $OUT to redo everything.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${1:-/work/organisms}
@@ -30,6 +31,14 @@ cd "$ROOT"
 mkdir -p "$OUT"
 isingmoe() { nice -n 10 "$PY" -m ising_moe.cli "$@"; }
 step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
+once() {  # once SUMMARY command...: run unless SUMMARY exists; the summary is written atomically
+  local out=$1; shift
+  if [ -s "$out" ]; then step "skip (done): $(basename "$out")"; return; fi
+  step "$*"
+  "$@" > "$out.tmp"
+  mv "$out.tmp" "$out"
+}
+sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 ORGANISMS=${ORGANISMS:-"olmoe-tiny olmoe-tiny-mem"}
 case " $ORGANISMS " in *" olmoe-tiny "*) ;; *) echo "ORGANISMS must include olmoe-tiny" >&2; exit 2;; esac
@@ -43,16 +52,24 @@ done
 
 # 1. models and their cards
 for m in $ORGANISMS; do
+  if [ -f "models/$m/model.safetensors" ] && [ "$(sha "models/$m/model.safetensors")" = "$(sha "$RUNS/$m/model.safetensors")" ]; then
+    step "models/$m already holds $RUNS/$m"
+    continue
+  fi
   step "models/$m <- $RUNS/$m"
+  if [ "$m" = olmoe-tiny ]; then
+    rm -f "$OUT"/card-olmoe-tiny.json "$OUT"/extract-olmoe-tiny.json "$OUT"/extract-olmoe-tiny.*.json \
+          "$OUT"/extract-olmoe-tiny-untrained.json "$OUT"/measure-vs-*.json "$OUT"/fit-olmoe-tiny.json
+  else
+    rm -f "$OUT"/card-olmoe-tiny-mem.json "$OUT"/extract-olmoe-tiny-mem.json "$OUT"/measure-vs-mem.json
+  fi
   rm -rf "models/$m"
   cp -r "$RUNS/$m" "models/$m"
   chmod -R u+rw,go+r "models/$m"
 done
-for m in olmoe-tiny olmoe-tiny-mem; do  # a model not retrained gets its card too (numbers for the docs)
-  step "isingmoe card models/$m"
-  isingmoe card "models/$m" --threads 1 --json > "$OUT/card-$m.json"
+for m in $ORGANISMS; do
+  once "$OUT/card-$m.json" isingmoe card "models/$m" --threads 1 --json
 done
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 if [ "$MEM" = 1 ] && [ "$(sha models/olmoe-tiny/untrained/model.safetensors)" != "$(sha models/olmoe-tiny-mem/untrained/model.safetensors)" ]; then
   echo "note: the two runs' step-0 twins differ; data/olmoe-tiny-untrained.h5 is olmoe-tiny's" >&2
 fi
@@ -65,17 +82,13 @@ fi
 C="--corpus data/corpus/mixed.jsonl.gz --split validation --packing windows --n-sequences 1000 --batch-size 16 --overwrite"
 EXTRACT="olmoe-tiny olmoe-tiny-untrained"; [ "$MEM" = 1 ] && EXTRACT="$EXTRACT olmoe-tiny-mem"
 for m in $EXTRACT; do
-  step "extract $m"
-  isingmoe extract --model $m $C --max-length 256 --json > "$OUT/extract-$m.json"
+  once "$OUT/extract-$m.json" isingmoe extract --model $m $C --max-length 256 --json
 done
 for p in constant shuffled; do
-  step "extract olmoe-tiny --positions $p"
-  isingmoe extract --model olmoe-tiny $C --max-length 256 --positions $p --json > "$OUT/extract-olmoe-tiny.$p.json"
+  once "$OUT/extract-olmoe-tiny.$p.json" isingmoe extract --model olmoe-tiny $C --max-length 256 --positions $p --json
 done
-
 for m in switch-tiny switch-tiny-untrained; do
-  step "extract $m"
-  isingmoe extract --model $m $C --max-length 232 --json > "$OUT/extract-$m.json"
+  once "$OUT/extract-$m.json" isingmoe extract --model $m $C --max-length 232 --json
 done
 
 # 3. measurements quoted in docs/organisms.md, then the main job
@@ -83,12 +96,10 @@ M="--max-distance 32 --no-probe --overwrite --json"
 for pair in "untrained:data/olmoe-tiny-untrained.h5" "constant:data/olmoe-tiny.positions-constant.h5" \
             "shuffled:data/olmoe-tiny.positions-shuffled.h5" $([ "$MEM" = 1 ] && echo "mem:data/olmoe-tiny-mem.h5"); do
   name=${pair%%:*}; other=${pair#*:}
-  step "measure olmoe-tiny vs $name"
-  isingmoe measure data/olmoe-tiny.h5 --compare "$other" $M -o "$OUT/olmoe-tiny.vs-$name.stats.h5" \
-    > "$OUT/measure-vs-$name.json"
+  once "$OUT/measure-vs-$name.json" isingmoe measure data/olmoe-tiny.h5 --compare "$other" $M \
+    -o "$OUT/olmoe-tiny.vs-$name.stats.h5"
 done
-step "main job: isingmoe fit --model olmoe-tiny"
-isingmoe fit --model olmoe-tiny -o fits/olmoe-tiny --overwrite --json > "$OUT/fit-olmoe-tiny.json"
+once "$OUT/fit-olmoe-tiny.json" isingmoe fit --model olmoe-tiny -o fits/olmoe-tiny --overwrite --json
 
 # 4. the numbers of docs/organisms.md
 step "numbers"

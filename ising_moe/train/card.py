@@ -429,7 +429,10 @@ def plot_learning_curve(tokens, val_loss, baselines: dict, train_loss=None, fina
         ax.plot([final[0]], [final[1]], "*", ms=10, color="k", label=final[2])
     ax.set_xlabel("training tokens")
     ax.set_ylabel("cross-entropy [nats/token]")
-    finite = [v for v in np.concatenate([np.asarray(val_loss, float), list(baselines.values())]) if np.isfinite(v)]
+    shown = [np.asarray(val_loss, float), list(baselines.values())]
+    if train_loss is not None:
+        shown.append(np.asarray(train_loss, float))
+    finite = [v for v in np.concatenate(shown) if np.isfinite(v)]
     if finite:
         ax.set_ylim(min(finite) - 0.3, min(max(finite), max(baselines.values(), default=0) + 2.5))
     ax.legend(fontsize="small")

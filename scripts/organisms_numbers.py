@@ -32,6 +32,8 @@ def _load(path: Path):
 def _f(x, digits=4, signed=False):
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
+    if round(x, digits) == 0:
+        x = 0.0  # no "-0.0000"
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
@@ -113,7 +115,8 @@ def measurements(out: Path) -> list[str]:
     lines += ["", "Share of sum_r C(r) that each null keeps (trained olmoe-tiny, layers in order): "
               f"within positions {' / '.join(_f(n['position'], 2) for n in nulls)}; within each sequence "
               f"{' / '.join(_f(n['sequence'], 2) for n in nulls)}; expert ids permuted within each token id "
-              f"{' / '.join(_f(n['token'], 2) for n in nulls)} (r range {nulls[0]['r_range']})."]
+              f"{' / '.join(_f(n['token'], 2) for n in nulls)} (sums over r = "
+              f"{' / '.join('%d-%d' % tuple(n['r_range']) for n in nulls)}, each layer's xi window)."]
     mem = cmp["mem"]
     if mem is not None:
         rows = mem["compare"]["layers"]

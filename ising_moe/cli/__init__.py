@@ -4,7 +4,7 @@ User errors (bad options, malformed files, missing weights) exit with status 2 a
 message, never a traceback.
 
 Commands live by subject: ``chains`` (exact, simulate, sweep) and ``routing`` (extract, measure, fit),
-``traces`` (import, export), ``train`` (train);
+``traces`` (import, export), ``train`` (train, card);
 ``_main`` holds the group, its error handling and the shared parsing helpers.
 """
 

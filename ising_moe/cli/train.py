@@ -9,7 +9,7 @@ import click
 
 from ._main import SEED, _emit, main
 
-__all__ = ["train_command"]
+__all__ = ["card_command", "train_command"]
 
 
 class _TokenCount(click.ParamType):
@@ -33,7 +33,8 @@ _TOKENS = _TokenCount()
 
 
 @main.command("train")
-@click.option("--preset", required=True, help="Model preset: olmoe-tiny or switch-tiny.")
+@click.option("--preset", required=True,
+              help="Model preset: olmoe-tiny, switch-tiny, or olmoe-tiny-e64 (OLMoE-shaped: 64 experts, top-8, 8 layers).")
 @click.option("--corpus", default=None,
               help="JSON-lines corpus (text, doc_id, split) [default: the shipped data/corpus/mixed.jsonl.gz, "
                    "see data/corpus/make_mixed.sh].")
@@ -79,4 +80,32 @@ def train_command(preset, corpus, tokens, balance, balance_coef, z_loss, seed, d
          f"{result.wall_seconds:.0f} s, {result.tokens_per_second:.0f} tokens/s)"),
         (f"validation loss {result.val_loss:.4f} (untrained twin {result.val_loss_untrained:.4f}: "
          f"{result.untrained})"),
+        _heldout_line(result.heldout),
     ])
+
+
+def _heldout_line(h: dict) -> str:
+    m, t, d = h["model"], h["baselines"]["trigram"], h["model_minus"]["trigram"]
+    return (f"held-out ({h['targets']} targets, {h['n_documents']} documents): model {m['value']:.3f}, "
+            f"unigram {h['baselines']['unigram']['value']:.3f}, bigram {h['baselines']['bigram']['value']:.3f}, "
+            f"trigram {t['value']:.3f} nats/token; model - trigram {d['value']:+.3f} "
+            f"[{d['low']:+.3f}, {d['high']:+.3f}] (see MODEL_CARD.md)")
+
+
+@main.command("card")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--corpus", default=None,
+              help="Training corpus [default: the one recorded in train_log.h5, else the shipped file of that name].")
+@click.option("--n-bootstrap", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Bootstrap replicates over held-out documents.")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def card_command(model_dir, corpus, n_bootstrap, threads, as_json):
+    """Measure a trained organism on its held-out text against unigram/bigram/trigram baselines; rewrite
+    its MODEL_CARD.md and train_log.h5 (weights SHA-256 included) and draw learning_curve.png."""
+    from ..train.card import refresh
+
+    result = refresh(model_dir, corpus=corpus, n_bootstrap=n_bootstrap, threads=threads)
+    _emit(result.summary(), as_json, [_heldout_line(result.summary()),
+                                      f"weights sha256 {result.weights_sha256}; wrote {model_dir}/MODEL_CARD.md, "
+                                      "train_log.h5, learning_curve.png"])

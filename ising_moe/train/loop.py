@@ -95,6 +95,7 @@ class TrainResult:
     wall_seconds: float
     tokens_per_second: float
     resumed: bool
+    heldout: dict | None = None
 
 
 #: ``(minimum, maximum, inclusive minimum)`` of the numeric training values (presets and overrides)

@@ -371,7 +371,10 @@ def _finish(spec, p, output, work, model, fast, history, evaluator, val_final, b
         "software": ", ".join(f"{k} {v}" for k, v in versions.items()),
         "command": f"`{command}`",
     })
+    from .card import refresh
+
+    heldout = refresh(work, corpus=spec.corpus, name=output.name)  # baselines, weights hash, learning curve (card and log)
     ck.finish(work, output)
     return TrainResult(output=str(output), untrained=str(output / "untrained"), steps=n_steps, tokens=tokens_seen,
                        val_loss=val_trained, val_loss_untrained=val_untrained, wall_seconds=elapsed,
-                       tokens_per_second=rate, resumed=resume)
+                       tokens_per_second=rate, resumed=resume, heldout=heldout.summary())

@@ -181,7 +181,7 @@ def _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, 
 
 @njit(parallel=True)
 def product_pass(unary, lengths, weights, kind, dense, fac, sizes, strides, tshift, n_chunks, want_marginals,
-                 want_pairs, log_z, marginals, site_sums, pairs_dense, pairs_kron):
+                 want_pairs, groups, log_z, marginals, site_sums, pairs_dense, pairs_kron, group_sums):
     """Forward-backward of every sequence.
 
     Parameters
@@ -198,7 +198,10 @@ def product_pass(unary, lengths, weights, kind, dense, fac, sizes, strides, tshi
     marginals : out (N, L, S) when ``want_marginals`` (else unused, any shape)
     site_sums : out (n_chunks, L, S)
     pairs_dense : out (n_chunks, S, S) or (n_chunks, 1, 1); pairs_kron : out (n_chunks, F, nmax, nmax)
+    groups : int64 (N, L) group of every site, or (0, 0) for none
+    group_sums : out (n_chunks, G, S): ``weight`` times the marginals summed per group
     """
+    want_groups = groups.shape[0] > 0
     n_seq, n_sites, size = unary.shape
     for c in prange(n_chunks):
         alpha = np.empty((n_sites, size))
@@ -220,6 +223,12 @@ def product_pass(unary, lengths, weights, kind, dense, fac, sizes, strides, tshi
                 continue
             _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2, tmp3,
                       weights[s], want_pairs, pairs_dense[c], pairs_kron[c], site_sums[c])
+            if want_groups:
+                ws = weights[s]
+                for i in range(length):
+                    gi = groups[s, i]
+                    for x in range(size):
+                        group_sums[c, gi, x] += ws * marg[i, x]
             if want_marginals:
                 for i in range(length):
                     for x in range(size):

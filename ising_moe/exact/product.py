@@ -32,7 +32,8 @@ Functions
     ``sum_n w_n sum_i P(x_{f,i} = a, x_{f,i+1} = b)`` for a Kronecker one. These are the expected
     sufficient statistics of the unaries and transitions: the gradient of ``sum_n w_n log Z_n``
     with respect to ``u_{n,i}(x)`` is ``w_n marginals[n, i, x]``, and with respect to a factor's
-    ``log W_f(a, b)`` (shared by all bonds) ``pair_counts[f][a, b]``.
+    ``log W_f(a, b)`` (shared by all bonds) ``pair_counts[f][a, b]``. ``groups=`` (N, L) sums the
+    marginals per site group (``group_counts``, e.g. per token id) without storing them.
 ``sample(log_unary, transition, lengths, rng)`` -> (N, L) exact draws (forward filtering, backward
     sampling), ``-1`` beyond the length.
 ``two_point(log_unary, transition, factor, max_distance, lengths, observed)`` -> (L, R + 1, n_f, n_f):
@@ -163,6 +164,8 @@ class ProductChainResult:
     pair_counts : ndarray (S, S) or tuple of ndarray (n_f, n_f), or None
         Bond marginals summed over bonds and weighted sequences (see the module docstring).
     factor_sizes : tuple of int
+    group_counts : ndarray, shape (G, S), or None
+        ``sum_n w_n sum_{i in group g} P_n(x_i = x)`` when ``groups`` were given.
     """
 
     log_partition: np.ndarray
@@ -170,6 +173,7 @@ class ProductChainResult:
     site_counts: np.ndarray
     pair_counts: object
     factor_sizes: tuple
+    group_counts: np.ndarray | None = None
 
     def factor_marginals(self, factor: int) -> np.ndarray:
         """``P(x_{f,i} = a)``, shape (N, L, n_f) (requires ``marginals``)."""
@@ -212,7 +216,7 @@ def _prepare(log_unary, transition: Transition, lengths):
 
 
 def forward_backward(log_unary, transition: Transition, lengths=None, *, weights=None, marginals: bool = True,
-                     pairs: bool = True) -> ProductChainResult:
+                     pairs: bool = True, groups=None, n_groups: int | None = None) -> ProductChainResult:
     """Exact ``log Z``, site marginals and summed pair statistics of every sequence.
 
     Parameters
@@ -227,6 +231,12 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
         Return the per-sequence joint marginals (N, L, S) (memory!).
     pairs : bool, default True
         Compute ``pair_counts``.
+    groups : array_like of int, shape (N, L), optional
+        A group id in ``0..n_groups - 1`` for every site (e.g. the token at that site): the weighted
+        marginals summed per group come back as ``group_counts`` (G, S) without storing the
+        per-sequence marginals.
+    n_groups : int, optional
+        ``G`` (default ``max(groups) + 1``).
 
     Returns
     -------
@@ -246,8 +256,19 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
     pd = np.zeros((n_chunks, size, size) if want_dense else (n_chunks, 1, 1))
     nmax = fac.shape[-1]
     pk = np.zeros((n_chunks, len(sizes), nmax, nmax) if pairs and kind == PK.KRON else (n_chunks, 1, 1, 1))
+    if groups is None:
+        grp, n_grp = np.zeros((0, 0), np.int64), 0
+    else:
+        grp = np.ascontiguousarray(groups, dtype=np.int64)
+        if grp.shape != (n_seq, n_sites):
+            raise InvalidParameterError(f"groups must have shape {(n_seq, n_sites)}, got {grp.shape}")
+        inside = np.arange(n_sites)[None, :] < lens[:, None]
+        n_grp = int(grp[inside].max()) + 1 if n_groups is None else as_int(n_groups, "n_groups", minimum=1)
+        if (grp[inside] < 0).any() or (grp[inside] >= n_grp).any():
+            raise InvalidParameterError(f"groups must be in 0..{n_grp - 1} inside every sequence's length")
+    gs = np.zeros((n_chunks, max(n_grp, 1), size) if n_grp else (n_chunks, 1, 1))
     PK.product_pass(unary, lens, w, kind, dense, fac, sizes, strides, tshift, n_chunks, bool(marginals),
-                    bool(pairs), log_z, marg, site, pd, pk)
+                    bool(pairs), grp, log_z, marg, site, pd, pk, gs)
     pair_counts = None
     if pairs:
         if kind == PK.DENSE:
@@ -257,7 +278,8 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
             pair_counts = tuple(frozen(total[f, :n, :n].copy()) for f, n in enumerate(transition.factor_sizes))
     return ProductChainResult(log_partition=frozen(log_z), marginals=frozen(marg) if marginals else None,
                               site_counts=frozen(site.sum(axis=0)), pair_counts=pair_counts,
-                              factor_sizes=transition.factor_sizes)
+                              factor_sizes=transition.factor_sizes,
+                              group_counts=frozen(gs.sum(axis=0)) if n_grp else None)
 
 
 def sample(log_unary, transition: Transition, lengths=None, rng: RngLike = None) -> np.ndarray:

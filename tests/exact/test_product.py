@@ -75,6 +75,14 @@ def test_kronecker_matches_enumeration(sizes, per_bond):
         keep = [g for g in range(2 * len(sizes)) if g not in (f, f + len(sizes))]
         np.testing.assert_allclose(res.pair_counts[f], tens.sum(axis=tuple(keep)), atol=1e-12)
     np.testing.assert_allclose(res.factor_marginals(0).sum(axis=2)[0], 1.0, atol=1e-12)
+    groups = rng.integers(0, 3, size=(n_seq, n_sites))
+    grouped = P.forward_backward(unary, trans, lengths, weights=weights, marginals=False, groups=groups, n_groups=4)
+    want = np.zeros((4, size))
+    for s in range(n_seq):
+        for i in range(lengths[s]):
+            want[groups[s, i]] += weights[s] * res.marginals[s, i]
+    np.testing.assert_allclose(grouped.group_counts, want, atol=1e-12)
+    assert grouped.marginals is None
 
 
 def test_pair_counts_are_the_gradient_of_log_z():
@@ -172,8 +180,10 @@ def test_kernels_match_python():
     for fn in (PK.product_pass, PK.product_pass.py_func):
         log_z, marg = np.empty(3), np.empty((3, 4, 6))
         site, pd, pk = np.zeros((2, 4, 6)), np.zeros((2, 1, 1)), np.zeros((2, 2, 3, 3))
-        fn(unary, lens, np.ones(3), *packed, 2, True, True, log_z, marg, site, pd, pk)
-        outs.append((log_z, marg, site, pk))
+        gs = np.zeros((2, 3, 6))
+        fn(unary, lens, np.ones(3), *packed, 2, True, True, np.arange(12).reshape(3, 4) % 3, log_z, marg, site, pd,
+           pk, gs)
+        outs.append((log_z, marg, site, pk, gs))
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
 

@@ -186,8 +186,8 @@ def test_sampling_and_model_correlation(planted):
     x, _, t = planted
     fit = TopicChain(n_topics=2, position="homogeneous", token_rows=10, n_init=1, rng=0, tol=1e-4).fit(
         x, t, n_states=4)
-    model_c = fit.model_correlation_function(t, max_distance=8)
-    reps = np.repeat(t, 4, axis=0)
+    reps = np.repeat(t, 2, axis=0)
+    model_c = fit.model_correlation_function(reps, max_distance=8)
     xs, zs = fit.sample(reps, rng=9)
     assert xs.shape == reps.shape and zs.max() == 1
     emp = correlation_function(xs, np.ones(xs.shape, bool), 4, 8, (), 0, np.random.default_rng(0))
@@ -197,7 +197,7 @@ def test_sampling_and_model_correlation(planted):
     base = ConditionalChain(position="homogeneous", token_rows=10, tol=1e-4).fit(x, t, n_states=4)
     from ising_moe.fit.conditional import model_correlation_function
 
-    wrong = model_correlation_function(base, t, max_distance=8)
+    wrong = model_correlation_function(base, reps, max_distance=8)
     assert np.abs((emp.values[1:] - wrong[1:]) / emp.errors[1:]).max() > 5
 
 

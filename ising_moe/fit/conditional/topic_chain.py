@@ -313,8 +313,14 @@ class TopicChain(ConditionalChain):
                                                              / objective.n_tokens))
         continued = isinstance(init, TopicChain) and init.layout_.n_components == k
         if continued:
-            starts = [np.concatenate([layout.project(init.layout_.expand(init.theta_)), [init.stay_weight_]])]
+            same_rows = (init.vocabulary_ is None) == (vocab is None) and (
+                vocab is None or np.array_equal(init.vocabulary_.ids, vocab.ids))
+            params = init.layout_.expand(init.theta_) if same_rows else params_by_token(init, vocab)
+            starts = [np.concatenate([layout.project(params), [init.stay_weight_]])]
         else:
+            if isinstance(init, ConditionalChain) and init.vocabulary_ is not None and vocab is not None and (
+                    not np.array_equal(init.vocabulary_.ids, vocab.ids)):
+                init = params_by_token(init, vocab)   # fitted on other sequences: rows by token id
             if init is None:
                 base = ConditionalChain(position=self.position, couplings=self.couplings, token_rows=self.token_rows,
                                         l2=self.l2, max_iter=self.max_iter, tol=self.tol)
@@ -515,6 +521,25 @@ class TopicChain(ConditionalChain):
             s1[: L - r, r] = np.trace(joint[: L - r, r], axis1=1, axis2=2)
             s2[: L - r, r] = np.einsum("nia,nia->i", ps[:, : L - r], ps[:, r:])
         return expected_estimator(obs, a_sum, s1, s2, r_max)
+
+
+def params_by_token(model, vocab) -> dict:
+    """Parameters of a fitted chain with its token rows moved to the rows of ``vocab`` by token id
+    (a warm start on other sequences, whose most frequent tokens differ in order); ids ``vocab``
+    has and ``model`` has not get the pooled row's fields."""
+    res = model.result_
+    params = dict(res.params())
+    tok = np.asarray(res.token_fields, dtype=float)                   # (K, R, q)
+    if vocab is None or res.vocabulary is None:
+        return params
+    new = np.broadcast_to(tok[:, -1:, :], (tok.shape[0], vocab.n_rows, tok.shape[2])).copy()
+    rows = vocab.rows(np.asarray(res.vocabulary, dtype=np.int64))
+    hit = rows < len(vocab.ids)
+    new[:, rows[hit]] = tok[:, : len(res.vocabulary)][:, hit]
+    params["token"] = new
+    if isinstance(model, TopicChain):
+        params["log_pi"] = np.asarray(model.topic_fields_)   # result_.weights are the occupancies
+    return params
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,6 +26,7 @@ The best row (largest held-out likelihood) gets its exact model ``C(r)`` on the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -99,6 +100,9 @@ class LayerDecomposition:
         ``consistent``, ``message`` (empty dict when not computed).
     n_train, n_test, n_test_tokens, token_rows : int
     seconds : float
+    topic : TopicRow or None
+        The topic chain (a hidden topic moving along the text; :mod:`.topic`), beside the table:
+        its gains are over ``+couplings`` and ``+sequence latent``.
     """
 
     layer: int
@@ -124,6 +128,7 @@ class LayerDecomposition:
     n_test_tokens: int
     token_rows: int
     seconds: float
+    topic: object = None
 
     def gain_of(self, row: str) -> tuple[float, float]:
         i = self.rows.index(row)
@@ -150,6 +155,8 @@ class LayerDecomposition:
                 f"{part(f'sequence topic (K = {self.n_components}{edge})', '+sequence latent')}")
         if "+range-2" not in self.skipped:
             text += f", {part('distance-2 coupling', '+range-2')}"
+        if self.topic is not None:
+            text += f"; {self.topic.sentence()}"
         return text
 
     def gof_sentence(self) -> str:
@@ -197,7 +204,7 @@ def _paired(new, old, n_tokens):
 
 def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *, test_fraction: float = 0.2,
                     seed: int = 0, token_rows: int = 1000, n_components=(2, 3), range2: bool = False,
-                    gof_distance: int = 64) -> LayerDecomposition:
+                    gof_distance: int = 64, topic: bool = True) -> LayerDecomposition:
     """Fit the nested table (:data:`ROWS`) to one layer and check the best row's ``C(r)``.
 
     Parameters
@@ -220,6 +227,8 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         Fit the ``+range-2`` row (about q times the cost of a range-1 row).
     gof_distance : int
         Largest ``r`` of the goodness of fit (capped at the sequence length - 1).
+    topic : bool
+        Fit the topic chain beside the table (:func:`~ising_moe.fit.pipeline.topic.fit_topic_row`).
     """
     from scipy import stats
 
@@ -313,10 +322,22 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
                    "model_full": np.asarray(model_c, float)}
         except Exception as exc:  # noqa: BLE001 -- reported as n/a
             log.warning("layer %s: goodness of fit failed: %s", layer, exc)
+    topic_row = None
+    if topic and "+couplings" in fitted:
+        from .topic import fit_topic_row
+
+        try:
+            topic_row = fit_topic_row(split["train"], split["test"], n_states, base=fitted["+couplings"],
+                                      reference_ll=per_seq["+couplings"], latent_ll=per_seq.get("+sequence latent"),
+                                      seed=seed, token_rows=token_rows, gof_distance=gof_distance)
+            topic_row = dataclasses.replace(topic_row, posterior_rows=test[topic_row.posterior_rows])
+        except Exception as exc:  # noqa: BLE001 -- reported, never aborts the table
+            log.warning("layer %s: topic chain failed: %s", layer, exc)
+            skipped["+topic chain"] = f"fit failed: {exc}"
     return LayerDecomposition(
         layer=layer, rows=ROWS, heldout=heldout, gain=gain, gain_error=gain_err, n_parameters=n_par,
         converged=converged, fit_seconds=seconds, skipped=skipped, position_lr=lr, position_lr_dof=dof,
         position_lr_p=p, n_components=chosen, component_weights=np.asarray(weights, float),
         latent_bic={int(kk): float(v) for kk, v in bics.items()},
         bic_prefers_latent=bic_latent, best=best, gof=gof, n_train=len(train), n_test=len(test),
-        n_test_tokens=n_test_tokens, token_rows=token_rows, seconds=time.perf_counter() - t_start)
+        n_test_tokens=n_test_tokens, token_rows=token_rows, seconds=time.perf_counter() - t_start, topic=topic_row)

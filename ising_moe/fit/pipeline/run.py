@@ -69,7 +69,8 @@ def default_variants(n_states: int) -> list[str]:
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "router",
                     indicators: bool = True, decomposition: bool | None = None, gof_distance: int | None = None,
-                    token_rows: int = 1000, seed: int = 0, processes: int = 1, progress: bool = False,
+                    token_rows: int = 1000, topic_chain: bool = True, seed: int = 0, processes: int = 1,
+                    progress: bool = False,
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
 
@@ -100,7 +101,8 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     (:func:`~ising_moe.fit.pipeline.decomposition.decompose_layer`: token, position given the token,
     neighbours, sequence topic; ``token_rows`` token ids with their own fields; the ``+range-2`` row
     with ``max_range >= 2`` or at most 16 states) in the layer's task, and the best row's C(r) against
-    the empirical one for ``r = 1..gof_distance`` (default ``min(64, max_distance)``).
+    the empirical one for ``r = 1..gof_distance`` (default ``min(64, max_distance)``); with
+    ``topic_chain``, also the topic chain beside the table (:mod:`~ising_moe.fit.pipeline.topic`).
     """
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
     for layer in layer_ids:
@@ -126,7 +128,8 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     gof_distance = min(64, max_distance) if gof_distance is None else int(gof_distance)
     token_rows = as_int(token_rows, "token_rows", minimum=0)
     range2 = max_range >= 2 or data.n_experts <= 16
-    decomposition_options = {"token_rows": token_rows, "range2": range2, "gof_distance": gof_distance}
+    decomposition_options = {"token_rows": token_rows, "range2": range2, "gof_distance": gof_distance,
+                             "topic": bool(topic_chain)}
     kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
               "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}
     jobs = []
@@ -164,7 +167,7 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
               **({"decomposition_" + k: v for k, v in decomposition_options.items()} if decomposition else {}),
               "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
     source = {"model_id": data.model_id, "weights": data.weights, "model_alias": data.attrs.get("model_alias", ""),
-              "path": None if data.path is None else str(data.path)}
+              "path": None if data.path is None else str(data.path), "tokenizer": data.attrs.get("tokenizer", "")}
     store = None if checkpoint is None else fit_checkpoint(checkpoint, data, params).open(overwrite=overwrite)
     try:
         results = _run_layers(jobs, executor, processes, store, progress)

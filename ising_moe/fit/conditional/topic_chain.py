@@ -6,12 +6,16 @@ joint states, like :class:`~ising_moe.fit.conditional.ConditionalChain`):
 
 .. math::
 
-    P(z, s | t) = \\frac{1}{Z(t)} \\exp\\Big(\\sum_i \\big[P(i, s_i) + b_{z_i}(s_i) + T(t_i, s_i)
+    P(z, s | t) = \\frac{1}{Z(t)} \\exp\\Big(\\sum_i \\big[h_{z_i}(i, s_i) - \\log \\sum_a e^{h_{z_i}(i, a)}
         + w_{z_i}\\big] + \\sum_i \\big[J(s_i, s_{i+1}) + \\kappa\\, \\delta_{z_i z_{i+1}}\\big]\\Big),
+    \\qquad h_z(i, s) = P(i, s) + b_z(s) + T(t_i, s),
 
 with position fields ``P``, token fields ``T`` and couplings ``J`` shared by the topics (as in
 ``ChainMixture(vary="bias")``), a homogeneous expert bias ``b_z`` per topic (zero-sum over topics and
-experts), a topic field ``w_z`` and the **stay weight** ``kappa``. The likelihood of the experts is
+experts), a topic field ``w_z`` and the **stay weight** ``kappa``. Every topic's site fields are
+normalised per site: without it the field would favour, a priori, the topic whose expert
+distribution is broadest (its partition function), by a factor exponential in the length; with it,
+at ``J = 0`` the topics' prior given the tokens is exactly the Markov field of ``kappa`` and ``w``. The likelihood of the experts is
 ``P(s | t) = Z_s(t) / Z(t)``, both exact by the product-state forward-backward of
 :mod:`ising_moe.exact.product` (``Z``: ``K q`` states with the Kronecker transition
 ``exp(kappa delta) (x) exp(J)``; ``Z_s``: the topics with the experts clamped). Its gradient is
@@ -19,8 +23,9 @@ the clamped minus the free expected statistics; the fit is L-BFGS on the exact M
 (the gradient EM follows) from ``n_init`` starts.
 
 Limits: ``K = 1`` is :class:`ConditionalChain`; ``kappa -> infinity`` freezes the topic along a
-sequence, a mixture whose component weights are ``pi_k Z_k(t) / sum_j pi_j Z_j(t)`` (token
-dependent; :class:`ChainMixture` uses ``pi_k`` itself, so the two agree only up to that reweighting);
+sequence, a mixture whose component weights are ``pi_k C_k(t) / sum_j pi_j C_j(t)`` with ``C_k`` the
+ratio of topic ``k``'s chain partition function to its independent-site one (1 at ``J = 0``;
+:class:`ChainMixture` uses ``pi_k`` itself, so the two agree up to that reweighting);
 ``kappa = 0`` with ``w`` gives independent per-token topics. Because the field is normalised once
 for the whole sequence, ``kappa`` is **not** the switching probability: the **marginal switching
 rate** ``rho = sum_i P(z_i != z_{i+1} | t) / n_bonds`` and the **topic persistence length**
@@ -106,13 +111,17 @@ class TopicObjective:
             self._clamp[oh, states[self._holes][oh]] = True
 
     def unary(self, theta):
-        """Log site potentials (N, L, K, q) of the free chain and the layout's parameters."""
+        """Log site potentials (N, L, K, q) of the free chain and the layout's parameters:
+        ``u(i, z, s) = h(i, z, s) - log sum_s' exp h(i, z, s') + w_z`` with
+        ``h = P(i, s) + b_z(s) + T(t_i, s)``."""
         lay = self.layout
         params = lay.expand(theta[:-1])
         tok = params["token"][0][self.rows]                       # (N, L, q)
         pos = params["position"][:, : self.data.chain.n_sites]    # (K, L, q)
-        u = tok[:, :, None, :] + np.transpose(pos, (1, 0, 2))[None] + params["log_pi"][None, None, :, None]
-        return u, params
+        h = tok[:, :, None, :] + np.transpose(pos, (1, 0, 2))[None]
+        top = h.max(axis=3, keepdims=True)
+        h -= top + np.log(np.exp(h - top).sum(axis=3, keepdims=True))
+        return h + params["log_pi"][None, None, :, None], params
 
     def transition(self, theta, params) -> PR.Transition:
         """``exp(kappa delta_{z z'}) (x) exp(J(s, s'))``."""
@@ -150,17 +159,20 @@ class TopicObjective:
 
     def log_likelihoods(self, theta, want_grad: bool = False):
         """Per-sequence ``log P(s | t)`` (N,), their weighted total and, with ``want_grad``, the gradient."""
-        free, u, params = self.free_pass(theta, pairs=want_grad, groups=want_grad)
-        self.n_evaluations += 1
         lay = self.layout
+        potts = lay.couplings != "full"   # the gradient needs the diagonals of the pair counts only
+        pairs = ("diagonal" if potts else True) if want_grad else False
+        free, u, params = self.free_pass(theta, pairs=pairs, groups=want_grad, marginals=want_grad)
+        self.n_evaluations += 1
         n, L, k, q = u.shape
         log_zc = np.empty(n)
         f, h = self._full, self._holes
         if f.size:
-            topics, jsum = self.clamped_topics(theta, u, params, marginals=want_grad, pairs=want_grad)
+            topics, jsum = self.clamped_topics(theta, u, params, marginals=want_grad,
+                                               pairs="diagonal" if want_grad else False)
             log_zc[f] = topics.log_partition + jsum
         if h.size:
-            joint = self.clamped_joint(theta, u, params, pairs=want_grad, groups=want_grad)
+            joint = self.clamped_joint(theta, u, params, pairs=pairs, groups=want_grad, marginals=want_grad)
             log_zc[h] = joint.log_partition
         ll = log_zc - free.log_partition
         total = float(self.weights @ ll)
@@ -169,26 +181,43 @@ class TopicObjective:
         # clamped minus free expected statistics
         site = -free.site_counts.reshape(L, k, q)
         tok = self._data_tok - free.group_counts.reshape(self.n_rows, k, q).sum(axis=1)
-        pair_s = self._data_pair - free.pair_counts[1]
-        g_kappa = -np.trace(free.pair_counts[0])
+        def mat(p):  # a pair-count matrix, or its diagonal
+            return np.diag(p) if np.ndim(p) == 1 else np.asarray(p)
+
+        pair_s = self._data_pair - mat(free.pair_counts[1])
+        g_kappa = -np.trace(mat(free.pair_counts[0]))
         if f.size:
             x = self.data.chain.states[f]
             pz = topics.marginals * self.weights[f][:, None, None]          # (nf, L, K)
             idx = ((np.arange(L)[None, :, None] * k + np.arange(k)[None, None, :]) * q + x[:, :, None])
             site += np.bincount(idx.ravel(), weights=pz.ravel(), minlength=L * k * q).reshape(L, k, q)
-            g_kappa += np.trace(topics.pair_counts[0])
+            g_kappa += np.trace(mat(topics.pair_counts[0]))
         if h.size:
             site += joint.site_counts.reshape(L, k, q)
             tok += joint.group_counts.reshape(self.n_rows, k, q).sum(axis=1)
-            pair_s += joint.pair_counts[1]
-            g_kappa += np.trace(joint.pair_counts[0])
+            pair_s += mat(joint.pair_counts[1])
+            g_kappa += np.trace(mat(joint.pair_counts[0]))
+        # the per-site normaliser of every topic's fields: d u(i, z, s') / d h(i, z, s) = delta - p_iz(s),
+        # so every field gradient loses p_iz(s) times the topic-marginal difference dz(i, z)
+        dz = -free.factor_marginals(0)
+        if f.size:
+            dz[f] += topics.marginals
+        if h.size:
+            dz[h] += joint.factor_marginals(0)
+        dz *= self.weights[:, None, None]
+        corr = np.exp(u - params["log_pi"][None, None, :, None]) * dz[..., None]    # (N, L, K, q)
+        site -= corr.sum(axis=0)
+        corr_s = corr.sum(axis=2).reshape(n * L, q)
+        flat_rows = self.rows.ravel()
+        for a in range(q):
+            tok[:, a] -= np.bincount(flat_rows, weights=corr_s[:, a], minlength=self.n_rows)
         g_pos = np.zeros((k, lay.n_sites, q))
         g_pos[:, :L] = np.transpose(site, (1, 0, 2))
         g_tok = np.zeros((k, params["token"].shape[1], q))
         g_tok[0] = tok
         g_pair = np.zeros((k, q, q))
         g_pair[0] = pair_s
-        grad = lay.adjoint(g_pos, g_tok, g_pair, np.zeros(k), site.sum(axis=(0, 2)))
+        grad = lay.adjoint(g_pos, g_tok, g_pair, np.zeros(k), dz.sum(axis=(0, 1)))
         return ll, total, np.concatenate([grad, [g_kappa]])
 
     def __call__(self, theta):
@@ -350,9 +379,9 @@ class TopicChain(ConditionalChain):
                          value=value_base)
         self.stay_weight_ = float(theta[-1])
         self.theta_full_ = theta
-        free, _, params = objective.free_pass(theta)
+        free, _, params = objective.free_pass(theta, pairs="diagonal")
         n_b = float(weights @ np.maximum(chain.lengths - 1, 0))
-        self.switching_rate_ = float(1.0 - np.trace(free.pair_counts[0]) / n_b) if n_b > 0 else math.nan
+        self.switching_rate_ = float(1.0 - np.sum(free.pair_counts[0]) / n_b) if n_b > 0 else math.nan
         occ = free.site_counts.reshape(chain.n_sites, k, -1).sum(axis=(0, 2))
         self.occupancy_ = occ / occ.sum()
         res = self.result_
@@ -458,9 +487,9 @@ class TopicChain(ConditionalChain):
         n, L, k, q = u.shape
         trans = obj.transition(theta, params)
         lens = obj.data.chain.lengths
-        res = PR.forward_backward(u.reshape(n, L, k * q), trans, lens, marginals=True, pairs=True)
+        res = PR.forward_backward(u.reshape(n, L, k * q), trans, lens, marginals=True, pairs="diagonal")
         n_b = float(np.maximum(lens - 1, 0).sum())
-        rho = float(1.0 - np.trace(res.pair_counts[0]) / n_b) if n_b > 0 else math.nan
+        rho = float(1.0 - np.sum(res.pair_counts[0]) / n_b) if n_b > 0 else math.nan
         occ = res.site_counts.reshape(L, k, q).sum(axis=(0, 2))
         occ = occ / occ.sum()
         r_max = as_int(max_distance, "max_distance", 1, max(L - 1, 1))

@@ -204,7 +204,7 @@ def _paired(new, old, n_tokens):
 
 def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *, test_fraction: float = 0.2,
                     seed: int = 0, token_rows: int = 1000, n_components=(2, 3), range2: bool = False,
-                    gof_distance: int = 64, topic: bool = True) -> LayerDecomposition:
+                    gof_distance: int = 64, topic: bool = False) -> LayerDecomposition:
     """Fit the nested table (:data:`ROWS`) to one layer and check the best row's ``C(r)``.
 
     Parameters

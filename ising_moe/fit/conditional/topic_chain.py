@@ -279,7 +279,7 @@ class TopicChain(ConditionalChain):
     n_init : int, default 3
         Starts: histogram-mixture topic biases (as in :class:`ChainMixture`) drawn with ``rng``, and
         stay weights from ``kappa_init`` in turn. The best penalised likelihood is kept.
-    kappa_init : sequence of float, default (4.0, 2.0, 6.0)
+    kappa_init : sequence of float, default (6.0, 3.0, 9.0)
     rng : int, Generator or None
 
     Attributes
@@ -304,7 +304,7 @@ class TopicChain(ConditionalChain):
 
     def __init__(self, n_topics: int = 2, position: str = "position", couplings: str = "potts",
                  token_rows: int = 1000, l2: float = 0.1, max_iter: int = 2000, tol: float = 1e-5, n_init: int = 3,
-                 kappa_init=(4.0, 2.0, 6.0), rng: RngLike = None):
+                 kappa_init=(6.0, 3.0, 9.0), rng: RngLike = None):
         super().__init__(position=position, couplings=couplings, token_rows=token_rows, max_range=1, l2=l2,
                          max_iter=max_iter, tol=tol, standard_errors=False)
         self.n_topics = n_topics

@@ -137,9 +137,9 @@ def _paired(new, old, n_tokens):
 
 
 def fit_topic_row(train, test, n_states: int, *, base, reference_ll, latent_ll=None, seed: int = 0,
-                  token_rows: int = 1000, candidates=(1, 2, 3), max_topics: int = 6, n_bootstrap: int = 4,
+                  token_rows: int = 1000, candidates=(1, 2, 3), max_topics: int = 6, n_bootstrap: int = 3,
                   max_distance: int = 32, gof_distance: int = 64, n_show: int = 3, tol: float = 1e-4,
-                  n_init: int = 2) -> TopicRow:
+                  select_tol: float = 1e-3, n_init: int = 2) -> TopicRow:
     """Fit and report the topic-chain row of one layer.
 
     Parameters
@@ -157,8 +157,10 @@ def fit_topic_row(train, test, n_states: int, *, base, reference_ll, latent_ll=N
         Starts of every ``K >= 2`` in the choice of ``K`` (the chosen fit is continued on all training
         sequences).
     n_bootstrap : int
-        Warm-started refits on resampled training sequences behind the errors of ``rho`` and
-        ``xi_topic`` (0: no errors).
+        Warm-started refits (to ``select_tol``) on resampled training sequences behind the errors of
+        ``rho`` and ``xi_topic`` (0: no errors).
+    tol, select_tol : float
+        Optimiser tolerance of the reported fit, and of the fits choosing ``K`` and the bootstrap.
     max_distance : int
         Largest ``r`` of ``C_z(r)``.
     gof_distance : int
@@ -176,8 +178,10 @@ def fit_topic_row(train, test, n_states: int, *, base, reference_ll, latent_ll=N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", SparseDataWarning)
+        # the choice of K compares likelihoods at the 1e-3 level of tolerance (errors are ~1e-3 bits/token
+        # and larger); the chosen model is then refined to ``tol``
         sel = select_n_topics(*train, candidates=candidates, max_topics=max_topics, n_states=n_states, rng=seed,
-                              n_init=n_init, init=base, **common)
+                              n_init=n_init, init=base, **{**common, "tol": select_tol})
         k = int(sel.chosen)
         # refit on all training sequences, continued from the chosen fit (its best of n_init starts)
         chosen = sel.fits[list(sel.candidates).index(k)]
@@ -197,7 +201,8 @@ def fit_topic_row(train, test, n_states: int, *, base, reference_ll, latent_ll=N
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warnings.simplefilter("ignore", SparseDataWarning)
-                b = TopicChain(n_topics=k, **common).fit(*train, n_states=n_states, sample_weight=w, init=model)
+                b = TopicChain(n_topics=k, **{**common, "tol": select_tol}).fit(*train, n_states=n_states,
+                                                                                 sample_weight=w, init=model)
             if not b.result_.success:
                 continue
             st = b.topic_statistics(tok_te, m_te, len_te, max_distance=r_max)

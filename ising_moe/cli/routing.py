@@ -208,9 +208,10 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--decomposition/--no-decomposition", default=None,
               help="Nested table token / position given the token / neighbours / sequence topic, with the best "
                    "model's C(r) against the data [default: on when the file has token ids].")
-@click.option("--topic-chain/--no-topic-chain", default=True, show_default=True,
+@click.option("--topic-chain/--no-topic-chain", default=False, show_default=True,
               help="With the decomposition, also fit a hidden topic that moves along the text (K by held-out "
-                   "likelihood, persistence length xi_topic, posterior topic figures).")
+                   "likelihood, persistence length xi_topic, posterior topic figure topics.png). Costly: "
+                   "several times the rest of the fit, so off by default.")
 @click.option("--gof-distance", type=int, default=None,
               help="Largest r of the decomposition's goodness of fit [default: min(64, --max-distance)].")
 @executor_options

@@ -69,7 +69,7 @@ def default_variants(n_states: int) -> list[str]:
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 32, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = "router",
                     indicators: bool = True, decomposition: bool | None = None, gof_distance: int | None = None,
-                    token_rows: int = 1000, topic_chain: bool = True, seed: int = 0, processes: int = 1,
+                    token_rows: int = 1000, topic_chain: bool = False, seed: int = 0, processes: int = 1,
                     progress: bool = False,
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.

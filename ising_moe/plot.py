@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["save_figure", "plot_sweep", "plot_rates", "plot_correlation", "plot_xi_vs_block", "plot_probe",
            "figure_grid", "plot_couplings", "plot_fields", "plot_heldout",
-           "plot_decomposition"]
+           "plot_decomposition", "plot_topic_posterior"]
 
 
 def _axes(ax):
@@ -368,4 +368,30 @@ def plot_decomposition(layers, gains: dict, ax=None, unit: str = "bits/token", c
     ax.set_xlabel("layer")
     ax.set_ylabel(f"held-out gain [{unit}]")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return ax
+
+
+def plot_topic_posterior(posterior, labels=None, ax=None, title: str | None = None):
+    """Posterior topic probabilities along one sequence as stacked areas.
+
+    Parameters
+    ----------
+    posterior : array_like, shape (L, K)
+        ``P(z_i = k | experts, tokens)`` at every position.
+    labels : sequence of str, optional
+        Text of every position (decoded tokens), drawn as rotated tick labels.
+    """
+    ax = _axes(ax)
+    p = np.asarray(posterior, dtype=float)
+    pos = np.arange(p.shape[0])
+    ax.stackplot(pos, p.T, labels=[f"topic {k + 1}" for k in range(p.shape[1])], step="mid", alpha=0.85)
+    ax.set_xlim(-0.5, p.shape[0] - 0.5)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("P(topic)")
+    if labels is not None:
+        ax.set_xticks(pos, [str(s) for s in labels], rotation=90, fontsize=5)
+    else:
+        ax.set_xlabel("position")
+    if title:
+        ax.set_title(title, fontsize="small")
     return ax

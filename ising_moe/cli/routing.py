@@ -17,7 +17,7 @@ from ._main import SEED, _emit, _executor_spec, _int_list, executor_options, mai
 #: figure names of ``measure`` (``<output stem>.<name>.png/pdf``) and ``fit`` (``<dir>/<name>.png/pdf``):
 #: declared up front so that an existing figure is refused before any work, like the data files
 MEASURE_FIGURES = ("rates", "correlation", "xi_block", "dropped", "probe")
-FIT_FIGURES = ("correlation", "xi", "fields", "couplings", "heldout", "indicators", "decomposition")
+FIT_FIGURES = ("correlation", "xi", "fields", "couplings", "heldout", "indicators", "decomposition", "topics")
 
 
 def _figure_paths(stem_names) -> list[Path]:
@@ -237,6 +237,10 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--decomposition/--no-decomposition", default=None,
               help="Nested table token / position given the token / neighbours / sequence topic, with the best "
                    "model's C(r) against the data [default: on when the file has token ids].")
+@click.option("--topic-chain/--no-topic-chain", default=False, show_default=True,
+              help="With the decomposition, also fit a hidden topic that moves along the text (K by held-out "
+                   "likelihood, persistence length xi_topic, posterior topic figure topics.png). Costly: "
+                   "several times the rest of the fit, so off by default.")
 @click.option("--gof-distance", type=int, default=None,
               help="Largest r of the decomposition's goodness of fit [default: min(64, --max-distance)].")
 @click.option("--power-law", "power_law", is_flag=True,
@@ -258,7 +262,8 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--overwrite", is_flag=True, help="Replace the outputs and discard an interrupted fit's layers.")
 @click.option("--json", "as_json", is_flag=True)
 def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, decomposition,
-        gof_distance, power_law, lattice, lattice_method, executor, processes, seed, output, output_dir, overwrite, as_json):
+        gof_distance, power_law, topic_chain, lattice, lattice_method, executor, processes, seed, output, output_dir,
+        overwrite, as_json):
     """Fit Potts chains to expert sequences and compare fitted with empirical correlations.
 
     With token ids in the file, also the decomposition: held-out bits/token that token identity,
@@ -316,6 +321,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
             report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
                                      max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
                                      decomposition=decomposition, gof_distance=gof_distance, power_law=power_law,
+                                     topic_chain=topic_chain,
                                      progress=not as_json, executor=pool, checkpoint=fit_file, overwrite=overwrite)
         unit.discard_after_commit(ChunkStore(fit_file, "fit-layers", {}).directory)
         sha = file_sha256(path)

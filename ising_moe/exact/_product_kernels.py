@@ -43,9 +43,27 @@ def _contract(src, dst, w, n, stride, size, transpose):
 
 
 @njit
-def _kron_apply(fac, sizes, strides, src, dst, tmp, transpose, skip):
+def _contract_potts(src, dst, diag, off, n, stride, size):
+    """``_contract`` for a Potts factor ``w = off + (diag - off) delta``: ``O(size)`` instead of ``O(size n)``."""
+    block = n * stride
+    gap = diag - off
+    for o in range(size // block):
+        base = o * block
+        for r in range(stride):
+            tot = 0.0
+            for a in range(n):
+                tot += src[base + a * stride + r]
+            tot *= off
+            for a in range(n):
+                k = base + a * stride + r
+                dst[k] = tot + gap * src[k]
+
+
+@njit
+def _kron_apply(fac, potts, sizes, strides, src, dst, tmp, transpose, skip):
     """``dst = (kron_f W_f) src`` over every factor but ``skip`` (forward: contracts the left index;
-    ``transpose``: the right one, i.e. ``sum_y W(x, y) src(y)``). ``tmp`` is scratch; ``src`` is kept."""
+    ``transpose``: the right one, i.e. ``sum_y W(x, y) src(y)``). ``tmp`` is scratch; ``src`` is kept.
+    ``potts[f]``: factor ``f`` has one diagonal and one off-diagonal value (fast path)."""
     size = src.shape[0]
     cur = src
     n_done = 0
@@ -53,7 +71,10 @@ def _kron_apply(fac, sizes, strides, src, dst, tmp, transpose, skip):
         if f == skip:
             continue
         out = dst if n_done % 2 == 0 else tmp
-        _contract(cur, out, fac[f], sizes[f], strides[f], size, transpose)
+        if potts[f]:
+            _contract_potts(cur, out, fac[f, 0, 0], fac[f, 0, 1], sizes[f], strides[f], size)
+        else:
+            _contract(cur, out, fac[f], sizes[f], strides[f], size, transpose)
         cur = out
         n_done += 1
     if n_done == 0:
@@ -65,11 +86,11 @@ def _kron_apply(fac, sizes, strides, src, dst, tmp, transpose, skip):
 
 
 @njit
-def _apply(kind, dense, fac, sizes, strides, b, src, dst, tmp, transpose):
+def _apply(kind, dense, fac, potts, sizes, strides, b, src, dst, tmp, transpose):
     """``dst(y) = sum_x src(x) W_b(x, y)`` (``transpose``: ``dst(x) = sum_y W_b(x, y) src(y)``)."""
     bt = b if (dense.shape[0] > 1 if kind == DENSE else fac.shape[0] > 1) else 0
     if kind == KRON:
-        _kron_apply(fac[bt], sizes, strides, src, dst, tmp, transpose, -1)
+        _kron_apply(fac[bt], potts[bt], sizes, strides, src, dst, tmp, transpose, -1)
         return
     w = dense[bt]
     size = src.shape[0]
@@ -91,7 +112,7 @@ def _apply(kind, dense, fac, sizes, strides, b, src, dst, tmp, transpose):
 
 
 @njit
-def _forward(unary, length, kind, dense, fac, sizes, strides, tshift, alpha, fw, norms, tmp1, tmp2):
+def _forward(unary, length, kind, dense, fac, potts, sizes, strides, tshift, alpha, fw, norms, tmp1, tmp2):
     """Scaled forward messages into ``alpha[:length]``, site weights into ``fw``; returns ``log Z``
     (``-inf`` when the sequence has zero weight)."""
     size = unary.shape[1]
@@ -111,7 +132,7 @@ def _forward(unary, length, kind, dense, fac, sizes, strides, tshift, alpha, fw,
                 alpha[0, x] = fw[0, x]
                 s += fw[0, x]
         else:
-            _apply(kind, dense, fac, sizes, strides, i - 1, alpha[i - 1], tmp1, tmp2, False)
+            _apply(kind, dense, fac, potts, sizes, strides, i - 1, alpha[i - 1], tmp1, tmp2, False)
             for x in range(size):
                 v = tmp1[x] * fw[i, x]
                 alpha[i, x] = v
@@ -128,11 +149,12 @@ def _forward(unary, length, kind, dense, fac, sizes, strides, tshift, alpha, fw,
 
 
 @njit
-def _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2, tmp3,
+def _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2, tmp3,
               weight, want_pairs, pairs_dense, pairs_kron, site_sum):
     """Backward messages into ``beta``, site marginals into ``marg`` (``weight`` times them added to
     ``site_sum``) and, with ``want_pairs``, ``weight`` times the bond marginals summed over bonds
-    into ``pairs_dense`` (S, S) or, per factor, ``pairs_kron`` (F, nmax, nmax)."""
+    into ``pairs_dense`` (S, S) or, per factor, ``pairs_kron`` (F, nmax, nmax) (``want_pairs == 2``:
+    the diagonals ``pairs_kron[f, a, a]`` only, ``O(S)`` per factor)."""
     size = alpha.shape[1]
     n_fac = sizes.shape[0]
     for x in range(size):
@@ -141,7 +163,7 @@ def _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, 
         inv = 1.0 / norms[i + 1]
         for y in range(size):
             u[y] = fw[i + 1, y] * beta[i + 1, y] * inv
-        _apply(kind, dense, fac, sizes, strides, i, u, beta[i], tmp1, True)
+        _apply(kind, dense, fac, potts, sizes, strides, i, u, beta[i], tmp1, True)
         if want_pairs:
             bt = i if (dense.shape[0] > 1 if kind == DENSE else fac.shape[0] > 1) else 0
             if kind == DENSE:
@@ -155,7 +177,7 @@ def _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, 
             else:
                 for f in range(n_fac):
                     # v(x_{-f}, y_f) = sum_{y_{-f}} prod_{g != f} W_g(x_g, y_g) u(y)
-                    _kron_apply(fac[bt], sizes, strides, u, tmp2, tmp3, True, f)
+                    _kron_apply(fac[bt], potts[bt], sizes, strides, u, tmp2, tmp3, True, f)
                     n, stride = sizes[f], strides[f]
                     block = n * stride
                     wf = fac[bt, f]
@@ -163,6 +185,8 @@ def _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, 
                         base = o * block
                         for a in range(n):
                             for b in range(n):
+                                if want_pairs == 2 and b != a:
+                                    continue
                                 acc = 0.0
                                 for r in range(stride):
                                     acc += alpha[i, base + a * stride + r] * tmp2[base + b * stride + r]
@@ -180,8 +204,8 @@ def _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, 
 
 
 @njit(parallel=True)
-def product_pass(unary, lengths, weights, kind, dense, fac, sizes, strides, tshift, n_chunks, want_marginals,
-                 want_pairs, log_z, marginals, site_sums, pairs_dense, pairs_kron):
+def product_pass(unary, lengths, weights, kind, dense, fac, potts, sizes, strides, tshift, n_chunks, want_marginals,
+                 want_pairs, groups, log_z, marginals, site_sums, pairs_dense, pairs_kron, group_sums):
     """Forward-backward of every sequence.
 
     Parameters
@@ -189,16 +213,21 @@ def product_pass(unary, lengths, weights, kind, dense, fac, sizes, strides, tshi
     unary : ndarray, shape (N, L, S)
         Log site potentials (``-inf``: forbidden state).
     lengths : int64 (N,); weights : float (N,)
-    kind, dense, fac, sizes, strides, tshift
-        Transition (see the module docstring); ``tshift`` (n_bond_tables,) the log shifts taken
-        before exponentiating.
+    kind, dense, fac, potts, sizes, strides, tshift
+        Transition (see the module docstring); ``potts`` (n_bond_tables, F) flags Potts-form factors;
+        ``tshift`` (n_bond_tables,) the log shifts taken before exponentiating.
     n_chunks : int
-    want_marginals, want_pairs : bool
+    want_marginals : bool
+    want_pairs : int
+        0 none, 1 full pair statistics, 2 Kronecker diagonals only
     log_z : out (N,)
     marginals : out (N, L, S) when ``want_marginals`` (else unused, any shape)
     site_sums : out (n_chunks, L, S)
     pairs_dense : out (n_chunks, S, S) or (n_chunks, 1, 1); pairs_kron : out (n_chunks, F, nmax, nmax)
+    groups : int64 (N, L) group of every site, or (0, 0) for none
+    group_sums : out (n_chunks, G, S): ``weight`` times the marginals summed per group
     """
+    want_groups = groups.shape[0] > 0
     n_seq, n_sites, size = unary.shape
     for c in prange(n_chunks):
         alpha = np.empty((n_sites, size))
@@ -212,14 +241,21 @@ def product_pass(unary, lengths, weights, kind, dense, fac, sizes, strides, tshi
         tmp3 = np.empty(size)
         for s in range(c, n_seq, n_chunks):
             length = lengths[s]
-            lz = _forward(unary[s], length, kind, dense, fac, sizes, strides, tshift, alpha, fw, norms, tmp1, tmp2)
+            lz = _forward(unary[s], length, kind, dense, fac, potts, sizes, strides, tshift, alpha, fw, norms, tmp1,
+                          tmp2)
             log_z[s] = lz
             if lz == -np.inf:
                 if want_marginals:
                     marginals[s] = np.nan
                 continue
-            _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2, tmp3,
-                      weights[s], want_pairs, pairs_dense[c], pairs_kron[c], site_sums[c])
+            _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2,
+                      tmp3, weights[s], want_pairs, pairs_dense[c], pairs_kron[c], site_sums[c])
+            if want_groups:
+                ws = weights[s]
+                for i in range(length):
+                    gi = groups[s, i]
+                    for x in range(size):
+                        group_sums[c, gi, x] += ws * marg[i, x]
             if want_marginals:
                 for i in range(length):
                     for x in range(size):
@@ -230,7 +266,7 @@ def product_pass(unary, lengths, weights, kind, dense, fac, sizes, strides, tshi
 
 
 @njit(parallel=True)
-def product_sample(unary, lengths, kind, dense, fac, sizes, strides, tshift, uniforms, n_chunks, out):
+def product_sample(unary, lengths, kind, dense, fac, potts, sizes, strides, tshift, uniforms, n_chunks, out):
     """Forward filtering, backward sampling: ``out[s, :lengths[s]]`` one exact draw of sequence ``s``
     from its ``uniforms[s]`` (``-1`` past the length)."""
     n_seq, n_sites, size = unary.shape
@@ -245,7 +281,8 @@ def product_sample(unary, lengths, kind, dense, fac, sizes, strides, tshift, uni
         for s in range(c, n_seq, n_chunks):
             length = lengths[s]
             out[s, :] = -1
-            lz = _forward(unary[s], length, kind, dense, fac, sizes, strides, tshift, alpha, fw, norms, tmp1, tmp2)
+            lz = _forward(unary[s], length, kind, dense, fac, potts, sizes, strides, tshift, alpha, fw, norms, tmp1,
+                          tmp2)
             if lz == -np.inf:
                 continue
             for i in range(length - 1, -1, -1):
@@ -280,7 +317,7 @@ def product_sample(unary, lengths, kind, dense, fac, sizes, strides, tshift, uni
 
 
 @njit(parallel=True)
-def product_two_point(unary, lengths, observed, kind, dense, fac, sizes, strides, tshift, factor, max_distance,
+def product_two_point(unary, lengths, observed, kind, dense, fac, potts, sizes, strides, tshift, factor, max_distance,
                       n_chunks, out):
     """``out[c, i, r, a, b] += P(x_{f,i} = a, x_{f,i+r} = b)`` summed over the sequences of chunk ``c``
     observed at ``i`` and ``i + r`` (``f = factor``, ``r = 0..max_distance``).
@@ -308,11 +345,12 @@ def product_two_point(unary, lengths, observed, kind, dense, fac, sizes, strides
         dummy_s = np.zeros((n_sites, size))
         for s in range(c, n_seq, n_chunks):
             length = lengths[s]
-            lz = _forward(unary[s], length, kind, dense, fac, sizes, strides, tshift, alpha, fw, norms, tmp1, tmp2)
+            lz = _forward(unary[s], length, kind, dense, fac, potts, sizes, strides, tshift, alpha, fw, norms, tmp1,
+                          tmp2)
             if lz == -np.inf:
                 continue
-            _backward(length, kind, dense, fac, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2, tmp3,
-                      0.0, False, dummy_d, dummy_k, dummy_s)
+            _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2,
+                      tmp3, 0.0, 0, dummy_d, dummy_k, dummy_s)
             for i in range(length):
                 if not observed[s, i]:
                     continue
@@ -326,7 +364,7 @@ def product_two_point(unary, lengths, observed, kind, dense, fac, sizes, strides
                     if r > 0:
                         inv = 1.0 / norms[j]
                         for a in range(n):
-                            _apply(kind, dense, fac, sizes, strides, j - 1, g[a], tmp1, tmp2, False)
+                            _apply(kind, dense, fac, potts, sizes, strides, j - 1, g[a], tmp1, tmp2, False)
                             for y in range(size):
                                 g[a, y] = tmp1[y] * fw[j, y] * inv
                     if not observed[s, j]:

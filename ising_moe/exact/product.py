@@ -32,7 +32,8 @@ Functions
     ``sum_n w_n sum_i P(x_{f,i} = a, x_{f,i+1} = b)`` for a Kronecker one. These are the expected
     sufficient statistics of the unaries and transitions: the gradient of ``sum_n w_n log Z_n``
     with respect to ``u_{n,i}(x)`` is ``w_n marginals[n, i, x]``, and with respect to a factor's
-    ``log W_f(a, b)`` (shared by all bonds) ``pair_counts[f][a, b]``.
+    ``log W_f(a, b)`` (shared by all bonds) ``pair_counts[f][a, b]``. ``groups=`` (N, L) sums the
+    marginals per site group (``group_counts``, e.g. per token id) without storing them.
 ``sample(log_unary, transition, lengths, rng)`` -> (N, L) exact draws (forward filtering, backward
     sampling), ``-1`` beyond the length.
 ``two_point(log_unary, transition, factor, max_distance, lengths, observed)`` -> (L, R + 1, n_f, n_f):
@@ -120,7 +121,9 @@ class Transition:
         return max(a.shape[0] for a in self.log_weights)
 
     def _packed(self, n_sites: int):
-        """Shifted, exponentiated tables for the kernels: ``(kind, dense, fac, sizes, strides, tshift)``."""
+        """Shifted, exponentiated tables for the kernels: ``(kind, dense, fac, potts, sizes, strides, tshift)``
+        (``potts[t, f]``: factor ``f`` of table ``t`` has one diagonal and one off-diagonal value, applied
+        in ``O(S)``)."""
         if self.n_tables not in (1, n_sites - 1) and n_sites > 1:
             raise InvalidParameterError(f"per-bond transitions have {self.n_tables} bonds; sequences of {n_sites} "
                                         f"sites need {n_sites - 1} (or one table for every bond)")
@@ -135,9 +138,10 @@ class Transition:
                 raise InvalidParameterError("a transition table is -inf everywhere: no sequence has nonzero weight")
             dense = np.ascontiguousarray(np.broadcast_to(np.exp(arr - shift[:, None, None]), (n_tab,) + arr.shape[1:]))
             tshift += np.broadcast_to(shift, (n_tab,))
-            return PK.DENSE, dense, np.zeros((1, 1, 1, 1)), sizes, strides, tshift
+            return PK.DENSE, dense, np.zeros((1, 1, 1, 1)), np.zeros((1, 1), np.bool_), sizes, strides, tshift
         nmax = int(sizes.max())
         fac = np.zeros((n_tab, len(sizes), nmax, nmax))
+        potts = np.zeros((n_tab, len(sizes)), np.bool_)
         for f, arr in enumerate(self.log_weights):
             shift = arr.max(axis=(1, 2))
             if not np.isfinite(shift).all():
@@ -145,7 +149,12 @@ class Transition:
             n = arr.shape[-1]
             fac[:, f, :n, :n] = np.exp(arr - shift[:, None, None])
             tshift += np.broadcast_to(shift, (n_tab,))
-        return PK.KRON, np.zeros((1, 1, 1)), fac, sizes, strides, tshift
+            if n >= 2:
+                w = fac[:, f, :n, :n]
+                off = ~np.eye(n, dtype=bool)
+                potts[:, f] = ((w[:, np.eye(n, dtype=bool)] == w[:, :1, :1].reshape(-1, 1)).all(axis=1)
+                               & (w[:, off] == w[:, :1, 1:2].reshape(-1, 1)).all(axis=1))
+        return PK.KRON, np.zeros((1, 1, 1)), fac, potts, sizes, strides, tshift
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,9 +169,11 @@ class ProductChainResult:
         ``P(x_i = x)`` (zero beyond the length; NaN for a zero-weight sequence).
     site_counts : ndarray, shape (L, S)
         ``sum_n w_n P_n(x_i = x)``.
-    pair_counts : ndarray (S, S) or tuple of ndarray (n_f, n_f), or None
+    pair_counts : ndarray (S, S) or tuple of ndarray (n_f, n_f) (``pairs="diagonal"``: (n_f,)), or None
         Bond marginals summed over bonds and weighted sequences (see the module docstring).
     factor_sizes : tuple of int
+    group_counts : ndarray, shape (G, S), or None
+        ``sum_n w_n sum_{i in group g} P_n(x_i = x)`` when ``groups`` were given.
     """
 
     log_partition: np.ndarray
@@ -170,6 +181,7 @@ class ProductChainResult:
     site_counts: np.ndarray
     pair_counts: object
     factor_sizes: tuple
+    group_counts: np.ndarray | None = None
 
     def factor_marginals(self, factor: int) -> np.ndarray:
         """``P(x_{f,i} = a)``, shape (N, L, n_f) (requires ``marginals``)."""
@@ -212,7 +224,7 @@ def _prepare(log_unary, transition: Transition, lengths):
 
 
 def forward_backward(log_unary, transition: Transition, lengths=None, *, weights=None, marginals: bool = True,
-                     pairs: bool = True) -> ProductChainResult:
+                     pairs: bool = True, groups=None, n_groups: int | None = None) -> ProductChainResult:
     """Exact ``log Z``, site marginals and summed pair statistics of every sequence.
 
     Parameters
@@ -225,8 +237,16 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
         Weights of the sequences in ``site_counts`` and ``pair_counts`` (default 1).
     marginals : bool, default True
         Return the per-sequence joint marginals (N, L, S) (memory!).
-    pairs : bool, default True
-        Compute ``pair_counts``.
+    pairs : bool or "diagonal", default True
+        Compute ``pair_counts``; ``"diagonal"`` (Kronecker transitions): only the diagonal of every
+        factor's pair counts, each of shape (n_f,) (all the gradient of a Potts factor needs;
+        ``O(S)`` instead of ``O(S n_f)`` per site and factor).
+    groups : array_like of int, shape (N, L), optional
+        A group id in ``0..n_groups - 1`` for every site (e.g. the token at that site): the weighted
+        marginals summed per group come back as ``group_counts`` (G, S) without storing the
+        per-sequence marginals.
+    n_groups : int, optional
+        ``G`` (default ``max(groups) + 1``).
 
     Returns
     -------
@@ -237,27 +257,46 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
     w = np.ones(n_seq) if weights is None else np.ascontiguousarray(weights, dtype=float)
     if w.shape != (n_seq,) or not np.isfinite(w).all():
         raise InvalidParameterError(f"weights must be {n_seq} finite numbers")
-    kind, dense, fac, sizes, strides, tshift = packed
+    kind, dense, fac, potts, sizes, strides, tshift = packed
+    if pairs not in (True, False, "diagonal"):
+        raise InvalidParameterError(f"pairs must be True, False or 'diagonal', got {pairs!r}")
+    diagonal = pairs == "diagonal" and kind == PK.KRON
+    want_pairs = 0 if pairs is False else (2 if diagonal else 1)
     n_chunks = max(1, min(N_CHUNKS, n_seq))
     log_z = np.empty(n_seq)
     marg = np.empty((n_seq, n_sites, size)) if marginals else np.empty((1, 1, 1))
     site = np.zeros((n_chunks, n_sites, size))
-    want_dense = pairs and kind == PK.DENSE
+    want_dense = pairs is not False and kind == PK.DENSE
     pd = np.zeros((n_chunks, size, size) if want_dense else (n_chunks, 1, 1))
     nmax = fac.shape[-1]
-    pk = np.zeros((n_chunks, len(sizes), nmax, nmax) if pairs and kind == PK.KRON else (n_chunks, 1, 1, 1))
-    PK.product_pass(unary, lens, w, kind, dense, fac, sizes, strides, tshift, n_chunks, bool(marginals),
-                    bool(pairs), log_z, marg, site, pd, pk)
+    pk = np.zeros((n_chunks, len(sizes), nmax, nmax) if pairs is not False and kind == PK.KRON else (n_chunks, 1, 1, 1))
+    if groups is None:
+        grp, n_grp = np.zeros((0, 0), np.int64), 0
+    else:
+        grp = np.ascontiguousarray(groups, dtype=np.int64)
+        if grp.shape != (n_seq, n_sites):
+            raise InvalidParameterError(f"groups must have shape {(n_seq, n_sites)}, got {grp.shape}")
+        inside = np.arange(n_sites)[None, :] < lens[:, None]
+        n_grp = int(grp[inside].max()) + 1 if n_groups is None else as_int(n_groups, "n_groups", minimum=1)
+        if (grp[inside] < 0).any() or (grp[inside] >= n_grp).any():
+            raise InvalidParameterError(f"groups must be in 0..{n_grp - 1} inside every sequence's length")
+    gs = np.zeros((n_chunks, max(n_grp, 1), size) if n_grp else (n_chunks, 1, 1))
+    PK.product_pass(unary, lens, w, kind, dense, fac, potts, sizes, strides, tshift, n_chunks, bool(marginals),
+                    want_pairs, grp, log_z, marg, site, pd, pk, gs)
     pair_counts = None
-    if pairs:
+    if pairs is not False:
         if kind == PK.DENSE:
             pair_counts = frozen(pd.sum(axis=0))
+        elif diagonal:
+            total = pk.sum(axis=0)
+            pair_counts = tuple(frozen(np.diag(total[f, :n, :n]).copy()) for f, n in enumerate(transition.factor_sizes))
         else:
             total = pk.sum(axis=0)
             pair_counts = tuple(frozen(total[f, :n, :n].copy()) for f, n in enumerate(transition.factor_sizes))
     return ProductChainResult(log_partition=frozen(log_z), marginals=frozen(marg) if marginals else None,
                               site_counts=frozen(site.sum(axis=0)), pair_counts=pair_counts,
-                              factor_sizes=transition.factor_sizes)
+                              factor_sizes=transition.factor_sizes,
+                              group_counts=frozen(gs.sum(axis=0)) if n_grp else None)
 
 
 def sample(log_unary, transition: Transition, lengths=None, rng: RngLike = None) -> np.ndarray:

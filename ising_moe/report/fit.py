@@ -166,9 +166,15 @@ def fit_summary(report) -> tuple[dict, list[str]]:
                  "independent sites); n.c.: not converged; resid |z|: largest "
                  f"|C_emp(r) - C_{main}(r)| / error for 2 <= r <= 8 (structure beyond the nearest-neighbour fit)")
     lines += _decomposition_lines(report.layers)
+    from .topic import token_decoder, topic_lines, topic_payload
+
+    lines += topic_lines(report.layers)
+    decode = token_decoder(report.source)
     for row, lc in zip(rows, report.layers):
         if lc.decomposition is not None:
             row["decomposition"] = _decomposition_payload(lc.decomposition)
+            if getattr(lc.decomposition, "topic", None) is not None:
+                row["decomposition"]["topic_chain"] = topic_payload(lc.decomposition.topic, decode)
     for lc in report.layers:
         for name, r in lc.fits.items():
             if r.error:
@@ -362,6 +368,9 @@ def fit_figures(report, out_dir) -> list[Path]:
                           fontsize="medium")
         fig.suptitle(f"{subject}\nwhat routing depends on: held-out gain of each added ingredient [bits/token]")
         paths += save_figure(fig, out_dir / "decomposition")
+        from .topic import topic_figure
+
+        paths += topic_figure(report, out_dir)
     with_ind = [lc for lc in layers if lc.indicators is not None]
     if with_ind:
         fig, axes = figure_grid(len(with_ind))

@@ -75,6 +75,14 @@ def test_kronecker_matches_enumeration(sizes, per_bond):
         keep = [g for g in range(2 * len(sizes)) if g not in (f, f + len(sizes))]
         np.testing.assert_allclose(res.pair_counts[f], tens.sum(axis=tuple(keep)), atol=1e-12)
     np.testing.assert_allclose(res.factor_marginals(0).sum(axis=2)[0], 1.0, atol=1e-12)
+    groups = rng.integers(0, 3, size=(n_seq, n_sites))
+    grouped = P.forward_backward(unary, trans, lengths, weights=weights, marginals=False, groups=groups, n_groups=4)
+    want = np.zeros((4, size))
+    for s in range(n_seq):
+        for i in range(lengths[s]):
+            want[groups[s, i]] += weights[s] * res.marginals[s, i]
+    np.testing.assert_allclose(grouped.group_counts, want, atol=1e-12)
+    assert grouped.marginals is None
 
 
 def test_pair_counts_are_the_gradient_of_log_z():
@@ -168,12 +176,15 @@ def test_kernels_match_python():
     unary = rng.normal(size=(3, 4, 6))
     trans = P.Transition.kronecker(rng.normal(size=(2, 2)), rng.normal(size=(3, 3)))
     _, lens, packed = P._prepare(unary, trans, None)
+    assert not packed[3].any()  # random factors are not Potts
     outs = []
     for fn in (PK.product_pass, PK.product_pass.py_func):
         log_z, marg = np.empty(3), np.empty((3, 4, 6))
         site, pd, pk = np.zeros((2, 4, 6)), np.zeros((2, 1, 1)), np.zeros((2, 2, 3, 3))
-        fn(unary, lens, np.ones(3), *packed, 2, True, True, log_z, marg, site, pd, pk)
-        outs.append((log_z, marg, site, pk))
+        gs = np.zeros((2, 3, 6))
+        fn(unary, lens, np.ones(3), *packed, 2, True, 1, np.arange(12).reshape(3, 4) % 3, log_z, marg, site, pd,
+           pk, gs)
+        outs.append((log_z, marg, site, pk, gs))
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
 
@@ -192,3 +203,22 @@ def test_bad_input_is_named():
         P.forward_backward(np.zeros((1, 3, 4)), np.zeros((4, 4)))
     res = P.forward_backward(np.full((1, 2, 6), -np.inf), t)
     assert res.log_partition[0] == -np.inf
+
+
+def test_potts_factors_take_the_fast_path():
+    """Potts-form factors (one diagonal, one off-diagonal value) use the O(S) contraction; results equal
+    the dense chain's, and the diagonal-only pair counts equal the full ones' diagonals."""
+    rng = np.random.default_rng(7)
+    sizes = (3, 4, 2)
+    unary = rng.normal(size=(3, 5, 24))
+    factors = [2.0 * np.eye(3), 0.7 * (np.eye(4) - 0.25), rng.normal(size=(2, 2))]
+    trans = P.Transition.kronecker(*factors)
+    _, _, packed = P._prepare(unary, trans, None)
+    assert packed[3].tolist() == [[True, True, False]]
+    res = P.forward_backward(unary, trans, lengths=[5, 3, 1])
+    dense = P.forward_backward(unary, P.Transition.dense(_kron_log(factors)), lengths=[5, 3, 1])
+    np.testing.assert_allclose(res.log_partition, dense.log_partition, rtol=1e-12)
+    np.testing.assert_allclose(res.marginals, dense.marginals, atol=1e-12)
+    diag = P.forward_backward(unary, trans, lengths=[5, 3, 1], pairs="diagonal", marginals=False)
+    for f in range(3):
+        np.testing.assert_allclose(diag.pair_counts[f], np.diag(res.pair_counts[f]), atol=1e-12)

@@ -110,7 +110,16 @@ def model_correlation_function(model: ConditionalChain, tokens=None, mask=None, 
     s2 = np.empty((n, max_distance + 1))
     CK.model_pair_sums(chain.observed, rows, chain.lengths, *tables, layout.max_range, pi, max_distance, float(tol),
                        N_CHUNKS, a_sum, s1, s2)
-    obs = chain.observed.astype(float)
+    values, by_pos = expected_estimator(chain.observed, a_sum, s1, s2, max_distance, by_position=True)
+    return (values, by_pos) if by_position else values
+
+
+def expected_estimator(observed, a_sum, s1, s2, max_distance: int, *, by_position: bool = False):
+    """Exact expectation of the empirical ``C(r)`` estimator from the model's per-position sums
+    (module docstring): ``a_sum[i] = sum_{V_i} P_s(i)`` (n, q), ``s1[i, r] = sum_{V_ij} J_s(i, i + r)``
+    and ``s2[i, r] = sum_{V_ij} P_s(i) . P_s(i + r)`` (n, R + 1). Shared by every chain model."""
+    obs = np.asarray(observed, dtype=float)
+    n = obs.shape[1]
     n_i = obs.sum(axis=0)
     by_pos = np.full((n, max_distance + 1), np.nan)
     for r in range(max_distance + 1):

@@ -47,6 +47,7 @@ and a calibrated verdict (:attr:`~ising_moe.fit.conditional.GoodnessOfFit.consis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -270,6 +271,9 @@ class LayerDecomposition:
     power_law : dict
         The ``+power-law couplings`` row's fit: ``coupling`` (J), ``sigma``, ``max_range`` (R),
         ``success`` (empty when not fitted).
+    topic : TopicRow or None
+        The topic chain (a hidden topic moving along the text; :mod:`.topic`), beside the table:
+        its gains are over ``+couplings`` and ``+sequence latent``.
     """
 
     layer: int
@@ -297,6 +301,7 @@ class LayerDecomposition:
     seconds: float
     labels: tuple = ()
     power_law: dict = field(default_factory=dict)
+    topic: object = None
 
     def gain_of(self, row: str) -> tuple[float, float]:
         i = self.rows.index(row)
@@ -330,7 +335,10 @@ class LayerDecomposition:
                 parts.append(f"{label} over {ref}: n/a ({self.skipped.get(row, 'not fitted')})")
                 continue
             parts.append(f"{label} over {ref}: {fmt_pm(g, e, 2)} bits/token, {_verdict(g, e)}")
-        return "held-out gain of " + "; ".join(parts)
+        text = "held-out gain of " + "; ".join(parts)
+        if self.topic is not None:
+            text += f"; {self.topic.sentence()}"
+        return text
 
     def gof_sentence(self) -> str:
         """Whether the best model's C(r) residuals are consistent with noise (calibrated rule)."""
@@ -384,7 +392,7 @@ def _paired(new, old, n_tokens):
 def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *, test_fraction: float = 0.2,
                     seed: int = 0, token_rows: int = 1000, max_components: int = 5,
                     latent_vary=("bias", "couplings"), range2: bool = False,
-                    gof_distance: int = 64, power_law: bool = False) -> LayerDecomposition:
+                    gof_distance: int = 64, power_law: bool = False, topic: bool = False) -> LayerDecomposition:
     """Fit the nested table (:data:`ROW_SPECS`) to one layer and check the best row's ``C(r)``.
 
     Parameters
@@ -412,6 +420,8 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     power_law : bool, default False
         Fit the ``+power-law couplings`` row (scored against ``+couplings``; about 10x the cost of
         the latent row, hence opt-in).
+    topic : bool, default False
+        Fit the topic chain beside the table (:func:`~ising_moe.fit.pipeline.topic.fit_topic_row`).
     """
     from scipy import stats
 
@@ -494,6 +504,18 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
                    "model_full": np.asarray(model_c, float)}
         except Exception as exc:  # noqa: BLE001 -- reported as n/a
             log.warning("layer %s: goodness of fit failed: %s", layer, exc)
+    topic_row = None
+    if topic and "+couplings" in fitted:
+        from .topic import fit_topic_row
+
+        try:
+            topic_row = fit_topic_row(split["train"], split["test"], n_states, base=fitted["+couplings"],
+                                      reference_ll=per_seq["+couplings"], latent_ll=per_seq.get("+sequence latent"),
+                                      seed=seed, token_rows=token_rows, gof_distance=gof_distance)
+            topic_row = dataclasses.replace(topic_row, posterior_rows=test[topic_row.posterior_rows])
+        except Exception as exc:  # noqa: BLE001 -- reported, never aborts the table
+            log.warning("layer %s: topic chain failed: %s", layer, exc)
+            skipped["+topic chain"] = f"fit failed: {exc}"
     return LayerDecomposition(
         layer=layer, rows=ROWS, parents=tuple(spec.parent for spec in ROW_SPECS), heldout=heldout, gain=gain,
         gain_error=gain_err, n_parameters=n_par, converged=converged, fit_seconds=seconds, skipped=skipped,
@@ -502,4 +524,4 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         component_weights=np.asarray(weights, float), latent=infos.get("+sequence latent", {}), best=best, gof=gof,
         n_train=len(train), n_test=len(test), n_test_tokens=n_test_tokens, token_rows=token_rows,
         seconds=time.perf_counter() - t_start, labels=tuple(spec.label for spec in ROW_SPECS),
-        power_law=infos.get("+power-law couplings", {}))
+        power_law=infos.get("+power-law couplings", {}), topic=topic_row)

@@ -100,6 +100,8 @@ def _write_decomposition(g, dec) -> None:
         write_array(d, key, np.asarray(getattr(dec, key)), ("row",))
     if dec.latent:
         write_array(d, "component_weights", dec.component_weights, ("component",))
+    if getattr(dec, "topic", None) is not None:
+        _write_topic(d, dec.topic)
     if dec.gof:
         gof = d.create_group("goodness_of_fit")
         for key in ("chi2", "dof", "p_value", "max_abs_z", "max_z_p_value", "z_threshold", "consistent", "message"):
@@ -107,3 +109,33 @@ def _write_decomposition(g, dec) -> None:
         gof.attrs["model"] = dec.best
         for key in ("model", "empirical", "errors", "z"):
             write_array(gof, key, np.asarray(dec.gof[key]), ("distance",), coords={"distance": dec.gof["distances"]})
+
+
+def _write_topic(d, t) -> None:
+    """Group ``decomposition/topic_chain``: the topic chain's row (:class:`~ising_moe.fit.pipeline.topic.TopicRow`)."""
+    from ...io import write_array
+
+    g = d.create_group("topic_chain")
+    g.attrs["description"] = ("hidden topic moving along the text: random field of (topic, expert) given the tokens; "
+                              "gains in bits/token on the test sequences (paired errors); stay_weight is not a "
+                              "probability; switching_rate and persistence_length (decay length of the exact topic "
+                              "autocorrelation, tokens) on the test sequences' tokens, errors from bootstrap refits")
+    for key in ("n_topics", "at_edge", "converged", "gain", "gain_error", "gain_latent", "gain_latent_error",
+                "heldout", "stay_weight", "switching_rate", "switching_rate_error", "persistence_length",
+                "persistence_length_error", "persistence_reason", "n_bootstrap", "message", "seconds"):
+        g.attrs[key] = getattr(t, key)
+    g.attrs["sentence"] = t.sentence()
+    write_array(g, "candidates", np.asarray(t.candidates, dtype=np.int64), ("candidate",))
+    write_array(g, "validation_gain", t.validation_gain, ("candidate",))
+    write_array(g, "validation_gain_error", t.validation_gain_error, ("candidate",))
+    write_array(g, "topic_autocorrelation", t.autocorrelation, ("distance",))
+    write_array(g, "occupancy", t.occupancy, ("topic",))
+    write_array(g, "biases", t.biases, ("topic", "state"))
+    write_array(g, "posterior", t.posterior, ("sequence", "position", "topic"))
+    write_array(g, "posterior_rows", np.asarray(t.posterior_rows, dtype=np.int64), ("sequence",))
+    if t.gof:
+        gof = g.create_group("goodness_of_fit")
+        for key in ("chi2", "dof", "p_value", "max_abs_z", "consistent", "message"):
+            gof.attrs[key] = t.gof[key]
+        for key in ("model", "empirical", "errors", "z"):
+            write_array(gof, key, np.asarray(t.gof[key]), ("distance",), coords={"distance": t.gof["distances"]})

@@ -69,7 +69,8 @@ def default_variants(n_states: int) -> list[str]:
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 64, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = DEFAULT_DROPPED,
                     indicators: bool = True, decomposition: bool | None = None, gof_distance: int | None = None,
-                    power_law: bool = False, token_rows: int = 1000, seed: int = 0, processes: int = 1, progress: bool = False,
+                    power_law: bool = False, token_rows: int = 1000, topic_chain: bool = False, seed: int = 0,
+                    processes: int = 1, progress: bool = False,
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
 
@@ -101,7 +102,8 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     neighbours, sequence topic; ``token_rows`` token ids with their own fields; the ``+range-2`` row
     with ``max_range >= 2`` or at most 16 states) in the layer's task, and the best row's C(r) against
     the empirical one for ``r = 1..gof_distance`` (default ``min(64, max_distance)``);
-    ``power_law`` adds its ``+power-law couplings`` row (opt-in: about 10x the latent row's cost).
+    ``power_law`` adds its ``+power-law couplings`` row (opt-in: about 10x the latent row's cost); with
+    ``topic_chain``, also the topic chain beside the table (:mod:`~ising_moe.fit.pipeline.topic`).
     """
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
     for layer in layer_ids:
@@ -129,8 +131,11 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     token_rows = as_int(token_rows, "token_rows", minimum=0)
     range2 = max_range >= 2 or data.n_experts <= 16
     decomposition_options = {"token_rows": token_rows, "range2": range2, "gof_distance": gof_distance}
-    if power_law:  # only when asked: older checkpoints' parameters stay as they were
+    # opt-in rows only when asked: the parameters of earlier (resumable) runs stay as they were
+    if power_law:
         decomposition_options["power_law"] = True
+    if topic_chain:
+        decomposition_options["topic"] = True
     kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,
               "n_bootstrap": n_bootstrap, "mc_sweeps": mc_sweeps}
     jobs = []
@@ -169,7 +174,7 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
               **({"decomposition_" + k: v for k, v in decomposition_options.items()} if decomposition else {}),
               "main_variant": next((v for v in MAIN_PRIORITY if v in variants), variants[-1])}
     source = {"model_id": data.model_id, "weights": data.weights, "model_alias": data.attrs.get("model_alias", ""),
-              "path": None if data.path is None else str(data.path)}
+              "path": None if data.path is None else str(data.path), "tokenizer": data.attrs.get("tokenizer", "")}
     store = None if checkpoint is None else fit_checkpoint(checkpoint, data, params).open(overwrite=overwrite)
     try:
         results = _run_layers(jobs, executor, processes, store, progress)

@@ -66,33 +66,43 @@ def local_routing_consistency(ids, mask=None, n_experts=None, segment_lengths=(2
     gen = as_generator(rng)
     weights = _bootstrap_weights(n_seq, n_bootstrap, gen)
     srp, srp_err, best_j, sch, sch_err, n_windows, online, online_err = [], [], [], [], [], [], [], []
+    kept = []
     for m in lengths:
         match = np.empty((n_seq, m + 1))
         pred = np.empty((n_seq, m + 1))
         top = np.empty((n_seq, n_experts))
         nwin = np.empty(n_seq, dtype=np.int64)
         K.segment_statistics(ids, mask, n_experts, m, match, pred, top, nwin)
+        if not nwin.any():  # no complete window of this length in any sequence: nothing to measure
+            continue
 
         def metrics(w):
             windows = w @ nwin
             actual = k * m * windows
-            f1 = 2 * (w @ match)[..., 1:] / (m * (w @ pred)[..., 1:] + actual[..., None])
-            return f1, (w @ top) / actual[..., None]
+            # a bootstrap resample can draw only sequences without a window: nan, dropped by the errors
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f1 = 2 * (w @ match)[..., 1:] / (m * (w @ pred)[..., 1:] + actual[..., None])
+                return f1, (w @ top) / actual[..., None]
 
         f1, cache = metrics(np.ones(n_seq))
         f1_b, cache_b = metrics(weights)
+        kept.append(m)
+        drawn = np.isfinite(cache_b).all(axis=1)  # resamples with at least one window
         srp.append(f1.max())
         best_j.append(int(np.argmax(f1)) + 1)
-        srp_err.append(f1_b.max(axis=1).std(ddof=1))
+        srp_err.append(f1_b[drawn].max(axis=1).std(ddof=1) if drawn.sum() > 1 else np.nan)
         sch.append(cache)
-        sch_err.append(cache_b.std(axis=0, ddof=1))
+        sch_err.append(cache_b[drawn].std(axis=0, ddof=1) if drawn.sum() > 1 else np.full(n_experts, np.nan))
         n_windows.append(int(nwin.sum()))
         hits = np.empty((n_seq, n_experts))
         n_access = np.empty(n_seq)
         K.online_cache_hits(ids, mask, n_experts, m, hits, n_access)
         online.append(hits.sum(axis=0) / n_access.sum())
-        online_err.append(((weights @ hits) / (weights @ n_access)[:, None]).std(axis=0, ddof=1))
-    shape = (len(lengths), n_experts)
-    return LocalRoutingConsistency(np.array(lengths), np.array(srp), np.array(srp_err), np.array(best_j),
+        with np.errstate(divide="ignore", invalid="ignore"):
+            online_b = (weights @ hits) / (weights @ n_access)[:, None]
+        online_b = online_b[np.isfinite(online_b).all(axis=1)]
+        online_err.append(online_b.std(axis=0, ddof=1) if len(online_b) > 1 else np.full(n_experts, np.nan))
+    shape = (len(kept), n_experts)
+    return LocalRoutingConsistency(np.array(kept, np.int64), np.array(srp), np.array(srp_err), np.array(best_j),
                                    np.array(online).reshape(shape), np.array(online_err).reshape(shape),
                                    np.array(n_windows), np.array(sch).reshape(shape), np.array(sch_err).reshape(shape))

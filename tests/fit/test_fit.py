@@ -250,7 +250,11 @@ def test_fit_cli_end_to_end(tmp_path):
     assert "RANDOM-INIT" in doc["note"] and len(doc["layers"]) == 2
     layer = doc["layers"][0]
     assert layer["heldout_gain_bits_per_token"]["full"] > 0  # the chain couplings help on chain data
-    assert abs(layer["xi_fitted"]["full"] - layer["xi_empirical"]) < 5 * max(layer["xi_empirical_error"], 0.05)
+    if layer["xi_empirical"] is not None:
+        assert abs(layer["xi_fitted"]["full"] - layer["xi_empirical"]) < 5 * max(layer["xi_empirical_error"], 0.05)
+    else:  # xi ~ 0.8: too few distances above noise for a measured xi (n/a with its reason)
+        assert "n/a" in layer["xi_empirical_message"] or "too few" in layer["xi_empirical_message"] \
+            or "window" in layer["xi_empirical_message"], layer["xi_empirical_message"]
     assert layer["mc_max_abs_z"] < 5
     for name in ("fit.h5", "summary.json", "correlation.png", "xi.pdf", "fields.png", "couplings.png",
                  "heldout.png"):

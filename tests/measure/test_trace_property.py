@@ -52,8 +52,6 @@ def _supported(lines):
     assert not _NUMBER_NOT_SUPPORTED.search(text), text
 
 
-@pytest.mark.xfail(strict=False, reason="open: the decomposition's goodness of fit leaks 'Mean of empty slice' on "
-                   "tiny ragged traces (fit/pipeline/decomposition.py, helper fitstats); found by this test")
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(arrays=traces())
 def test_any_valid_trace_imports_measures_and_fits(tmp_path_factory, arrays):

@@ -158,6 +158,12 @@ def _init_params(init, layout: CRFLayout, vocab) -> dict:
     tok = np.asarray(params.get("token", np.zeros((1, q))), dtype=float)
     tok = tok.reshape(-1, tok.shape[-2], q)
     rows = max(layout.n_token_rows, 1)
+    init_ids = getattr(res, "vocabulary", None)
+    if layout.n_token_rows and vocab is not None and init_ids is not None and tok.shape[1] == len(init_ids) + 1:
+        # a fit on other sequences ranks other tokens: map rows by token id (unknown ids: the pooled row)
+        where = {int(t): i for i, t in enumerate(init_ids)}
+        pick = np.array([where.get(int(t), len(init_ids)) for t in vocab.ids] + [len(init_ids)], np.int64)
+        tok = tok[:, pick]
     if tok.shape[1] != rows:
         if np.any(tok != 0):
             if layout.n_token_rows:

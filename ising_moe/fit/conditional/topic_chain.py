@@ -222,8 +222,10 @@ class TopicObjective:
 
     def __call__(self, theta):
         _, total, grad = self.log_likelihoods(theta, want_grad=True)
-        value = -total + 0.5 * self.l2 * theta @ theta
-        return value / self.n_tokens, (-grad + self.l2 * theta) / self.n_tokens
+        # the layout's prior (as ConditionalChain's), plain L2 on kappa
+        pen, pen_grad = self.layout.penalty(theta[:-1])
+        value = -total + self.l2 * (pen + 0.5 * theta[-1] ** 2)
+        return value / self.n_tokens, (-grad + self.l2 * np.append(pen_grad, theta[-1])) / self.n_tokens
 
 
 class _TopicPreconditioner:

@@ -487,9 +487,10 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     weights = latent.result_.weights if latent is not None else np.zeros(0)
     best = max((name for name in fitted if name not in ALTERNATIVE_ROWS), key=lambda name: heldout[ROWS.index(name)])
     gof = {}
-    r_max = min(int(gof_distance), n - 1)
+    x_te, tok_te, m_te, len_te = split["test"]
+    # distances no test sequence reaches have no pairs: nothing to compare there
+    r_max = min(int(gof_distance), n - 1, int(np.asarray(len_te).max()) - 1)
     if r_max >= 1:
-        x_te, tok_te, m_te, len_te = split["test"]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)

@@ -332,6 +332,8 @@ class LayerDecomposition:
             ref = "global expert rates" if parent == "independent" else f"the {parent} row"
             g, e = self.gain_of(row)
             if not math.isfinite(g):
+                if row in ALTERNATIVE_ROWS and self.skipped.get(row, "").startswith("not fitted (opt in"):
+                    continue  # an opt-in row nobody asked for
                 parts.append(f"{label} over {ref}: n/a ({self.skipped.get(row, 'not fitted')})")
                 continue
             parts.append(f"{label} over {ref}: {fmt_pm(g, e, 2)} bits/token, {_verdict(g, e)}")

@@ -19,11 +19,12 @@ def test_topic_row_of_a_planted_topic_chain(tmp_path):
     dec = decompose_layer(x, mask, np.full(len(x), 32), t, 4, 3, seed=1, token_rows=12, gof_distance=8, topic=True)
     row = dec.topic
     assert row is not None and row.converged
-    assert row.n_topics == 2 and not row.at_edge and list(row.candidates) == [1, 2, 3]
+    # the range 1..3 is extended while its best validation score is at its largest K (here K = 3 by a hair)
+    assert row.n_topics == 2 and not row.at_edge and list(row.candidates)[:3] == [1, 2, 3]
     assert row.gain > 3 * row.gain_error
     assert math.isfinite(row.persistence_length) and row.persistence_length > 2
     assert math.isfinite(row.switching_rate_error) and row.n_bootstrap >= 2
-    assert "xi_topic" in dec.sentence() and "K = 2 of K = 1..3" in dec.sentence()
+    assert "xi_topic" in dec.sentence() and f"K = 2 of K = 1..{row.candidates[-1]}" in dec.sentence()
     assert row.gof and row.posterior.shape == (3, 32, 2)
     # stored, summarised, drawn
     with h5py.File(tmp_path / "t.h5", "w") as f:

@@ -35,6 +35,7 @@ from .outputs import acquire_lock, clean_stale, disk_full, disk_full_error, rele
 __all__ = [
     "SCHEMA_VERSION",
     "atomic_h5",
+    "atomic_write_bytes",
     "open_h5",
     "read_array",
     "read_params",
@@ -483,6 +484,21 @@ def append_rows(dset: h5py.Dataset, rows) -> None:
             scale[old:] = np.arange(old, dset.shape[0])
 
 
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a fsynced temporary beside it, then a rename (a
+    reader sees the old file or the new one, never a part)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def file_sha256(path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (links derived outputs to their inputs)."""
     h = hashlib.sha256()
@@ -595,23 +611,13 @@ class ChunkStore:
                 tmp.unlink(missing_ok=True)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._atomic_write(manifest, json.dumps(
+            atomic_write_bytes(manifest, json.dumps(
                 {"kind": self.kind, "params": self.params_json, "created": self.created}).encode())
         return self
 
     def _chunk_path(self, index: int) -> Path:
         return self.directory / f"chunk-{index:07d}.npz"
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def done(self) -> set[int]:
         """Indices of the chunks already written."""
@@ -626,7 +632,7 @@ class ChunkStore:
         """
         import pickle
 
-        self._atomic_write(self.directory / f"chunk-{index:07d}.pkl", pickle.dumps(obj, protocol=5))
+        atomic_write_bytes(self.directory / f"chunk-{index:07d}.pkl", pickle.dumps(obj, protocol=5))
 
     def read_object(self, index: int) -> Any:
         """Load an object stored by :meth:`write_object`; ``None`` when damaged or unreadable (the
@@ -646,7 +652,7 @@ class ChunkStore:
 
         buf = _io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-        self._atomic_write(self._chunk_path(index), buf.getvalue())
+        atomic_write_bytes(self._chunk_path(index), buf.getvalue())
 
     def read(self, index: int) -> dict[str, np.ndarray]:
         """Load chunk ``index``."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataFormatError, InvalidParameterError
-from ..io import atomic_h5, to_json, write_array
+from ..io import atomic_h5, atomic_write_bytes, to_json, write_array
 from ..outputs import check_target
 from .routing import load_entropy
 
@@ -80,7 +80,7 @@ def prepare_output(output: Path, params_json: str, overwrite: bool) -> tuple[Pat
     resume = (work / CHECKPOINT).is_file()
     work.mkdir(parents=True, exist_ok=True)
     if not manifest.is_file():
-        _atomic_bytes(manifest, json.dumps({"params": params_json}).encode())
+        atomic_write_bytes(manifest, json.dumps({"params": params_json}).encode())
     return work, resume
 
 
@@ -88,19 +88,7 @@ def mark_diverged(work: Path, what: str) -> None:
     """Record in the manifest that the run diverged (a rerun is refused; the checkpoint stays)."""
     doc = read_manifest(work)
     doc["diverged"] = what
-    _atomic_bytes(work / MANIFEST, json.dumps(doc).encode())
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(work / MANIFEST, json.dumps(doc).encode())
 
 
 def save_checkpoint(work: Path, state: dict) -> None:

@@ -319,7 +319,8 @@ class ConditionalChain:
         if not hasattr(self, "result_"):
             raise InvalidParameterError(f"this {type(self).__name__} is not fitted yet: call fit(states, tokens) first")
 
-    def _objective_for(self, states, tokens, mask, lengths) -> CRFObjective:
+    def _query_data(self, states, tokens, mask, lengths):
+        """New sequences as ``(ConditionalData, token-table rows)`` of the fitted layout."""
         self._check_fitted()
         data = ConditionalData.from_arrays(states, tokens, mask, lengths, self.n_states_)
         if data.chain.n_sites > self.n_sites_:
@@ -330,8 +331,11 @@ class ConditionalChain:
             rows = self.vocabulary_.rows(data.tokens)
         else:
             rows = np.zeros(data.chain.states.shape, np.int64)
-        layout = self.layout_  # shorter arrays need no padding: the tables cover every site
-        return CRFObjective(data, rows, layout, self.l2)
+        return data, rows
+
+    def _objective_for(self, states, tokens, mask, lengths) -> CRFObjective:
+        # shorter arrays need no padding: the layout's tables cover every site
+        return CRFObjective(*self._query_data(states, tokens, mask, lengths), self.layout_, self.l2)
 
     def log_likelihood(self, states, tokens=None, mask=None, lengths=None) -> np.ndarray:
         """Exact ``log P(observed states | tokens)`` of every sequence (hidden sites summed), shape (S,)."""

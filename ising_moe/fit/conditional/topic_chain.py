@@ -418,17 +418,7 @@ class TopicChain(ConditionalChain):
 
     # ------------------------------------------------------------------ queries
     def _objective_for(self, states, tokens, mask, lengths) -> TopicObjective:
-        self._check_fitted()
-        data = ConditionalData.from_arrays(states, tokens, mask, lengths, self.n_states_)
-        if data.chain.n_sites > self.n_sites_:
-            raise InvalidParameterError(f"sequences of {data.chain.n_sites} positions, the fit has {self.n_sites_}")
-        if self.vocabulary_ is not None:
-            if data.tokens is None:
-                raise InvalidParameterError("this model has token fields: pass the sequences' tokens")
-            rows = self.vocabulary_.rows(data.tokens)
-        else:
-            rows = np.zeros(data.chain.states.shape, np.int64)
-        return TopicObjective(data, rows, self.layout_, self.l2)
+        return TopicObjective(*self._query_data(states, tokens, mask, lengths), self.layout_, self.l2)
 
     def _free_for(self, tokens, mask, lengths, n_sites=None):
         """Objective of token sequences alone (states irrelevant: all zero)."""

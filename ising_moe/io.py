@@ -611,9 +611,12 @@ class ChunkStore:
                 tmp.unlink(missing_ok=True)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(manifest, json.dumps(
+            self._atomic_write(manifest, json.dumps(
                 {"kind": self.kind, "params": self.params_json, "created": self.created}).encode())
         return self
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        atomic_write_bytes(path, data)  # one seam for the store's writes (tests inject kills here)
 
     def _chunk_path(self, index: int) -> Path:
         return self.directory / f"chunk-{index:07d}.npz"
@@ -632,7 +635,7 @@ class ChunkStore:
         """
         import pickle
 
-        atomic_write_bytes(self.directory / f"chunk-{index:07d}.pkl", pickle.dumps(obj, protocol=5))
+        self._atomic_write(self.directory / f"chunk-{index:07d}.pkl", pickle.dumps(obj, protocol=5))
 
     def read_object(self, index: int) -> Any:
         """Load an object stored by :meth:`write_object`; ``None`` when damaged or unreadable (the
@@ -652,7 +655,7 @@ class ChunkStore:
 
         buf = _io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-        atomic_write_bytes(self._chunk_path(index), buf.getvalue())
+        self._atomic_write(self._chunk_path(index), buf.getvalue())
 
     def read(self, index: int) -> dict[str, np.ndarray]:
         """Load chunk ``index``."""

@@ -34,6 +34,7 @@ Functions
     with respect to ``u_{n,i}(x)`` is ``w_n marginals[n, i, x]``, and with respect to a factor's
     ``log W_f(a, b)`` (shared by all bonds) ``pair_counts[f][a, b]``. ``groups=`` (N, L) sums the
     marginals per site group (``group_counts``, e.g. per token id) without storing them.
+``log_partition(log_unary, transition, lengths)`` -> (N,): ``log Z`` by the forward pass alone.
 ``sample(log_unary, transition, lengths, rng)`` -> (N, L) exact draws (forward filtering, backward
     sampling), ``-1`` beyond the length.
 ``two_point(log_unary, transition, factor, max_distance, lengths, observed)`` -> (L, R + 1, n_f, n_f):
@@ -54,7 +55,7 @@ from .._util import RngLike, as_generator, as_int, frozen
 from ..errors import InvalidParameterError
 from . import _product_kernels as PK
 
-__all__ = ["Transition", "ProductChainResult", "forward_backward", "sample", "two_point", "unravel",
+__all__ = ["Transition", "ProductChainResult", "forward_backward", "log_partition", "sample", "two_point", "unravel",
            "MAX_DENSE_STATES"]
 
 #: fixed work split over sequences
@@ -212,7 +213,8 @@ def _prepare(log_unary, transition: Transition, lengths):
     if size != transition.n_states:
         raise InvalidParameterError(f"log_unary has {size} states per site, the transition {transition.n_states} "
                                     f"(= prod {transition.factor_sizes})")
-    if np.isnan(unary).any() or np.isposinf(unary).any():
+    site_max = unary.max(axis=2)  # NaN where a site has a NaN, +inf where it has +inf
+    if np.isnan(site_max).any() or np.isposinf(site_max).any():
         raise InvalidParameterError("log_unary has NaN or +inf entries (use -inf for a forbidden state)")
     if lengths is None:
         lens = np.full(n_seq, n_sites, dtype=np.int64)
@@ -220,7 +222,10 @@ def _prepare(log_unary, transition: Transition, lengths):
         lens = np.ascontiguousarray(lengths, dtype=np.int64)
         if lens.shape != (n_seq,) or (lens < 1).any() or (lens > n_sites).any():
             raise InvalidParameterError(f"lengths must be {n_seq} integers in 1..{n_sites}")
-    return unary, lens, transition._packed(n_sites)
+    # exp in NumPy (vectorised, in one buffer) rather than in the kernels: f = exp(u - max u) per site
+    site_weight = np.subtract(unary, np.where(np.isfinite(site_max), site_max, 0.0)[:, :, None])
+    np.exp(site_weight, out=site_weight)
+    return site_weight, site_max, lens, transition._packed(n_sites)
 
 
 def forward_backward(log_unary, transition: Transition, lengths=None, *, weights=None, marginals: bool = True,
@@ -252,8 +257,8 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
     -------
     ProductChainResult
     """
-    unary, lens, packed = _prepare(log_unary, transition, lengths)
-    n_seq, n_sites, size = unary.shape
+    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
+    n_seq, n_sites, size = site_weight.shape
     w = np.ones(n_seq) if weights is None else np.ascontiguousarray(weights, dtype=float)
     if w.shape != (n_seq,) or not np.isfinite(w).all():
         raise InvalidParameterError(f"weights must be {n_seq} finite numbers")
@@ -281,7 +286,7 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
         if (grp[inside] < 0).any() or (grp[inside] >= n_grp).any():
             raise InvalidParameterError(f"groups must be in 0..{n_grp - 1} inside every sequence's length")
     gs = np.zeros((n_chunks, max(n_grp, 1), size) if n_grp else (n_chunks, 1, 1))
-    PK.product_pass(unary, lens, w, kind, dense, fac, potts, sizes, strides, tshift, n_chunks, bool(marginals),
+    PK.product_pass(site_weight, site_max, lens, w, kind, dense, fac, potts, sizes, strides, tshift, n_chunks, bool(marginals),
                     want_pairs, grp, log_z, marg, site, pd, pk, gs)
     pair_counts = None
     if pairs is not False:
@@ -299,6 +304,15 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
                               group_counts=frozen(gs.sum(axis=0)) if n_grp else None)
 
 
+def log_partition(log_unary, transition: Transition, lengths=None) -> np.ndarray:
+    """``log Z`` of every sequence, shape (N,): the forward pass of :func:`forward_backward` alone
+    (``-inf`` for a sequence with zero weight)."""
+    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
+    out = np.empty(site_weight.shape[0])
+    PK.product_log_z(site_weight, site_max, lens, *packed, max(1, min(N_CHUNKS, site_weight.shape[0])), out)
+    return frozen(out)
+
+
 def sample(log_unary, transition: Transition, lengths=None, rng: RngLike = None) -> np.ndarray:
     """One exact draw per sequence (forward filtering, backward sampling).
 
@@ -308,11 +322,11 @@ def sample(log_unary, transition: Transition, lengths=None, rng: RngLike = None)
         Joint state indices (:func:`unravel` for the factors); ``-1`` beyond the length and for a
         sequence of zero weight. Repeat rows of ``log_unary`` for several draws of one sequence.
     """
-    unary, lens, packed = _prepare(log_unary, transition, lengths)
+    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
     gen = as_generator(rng)
-    uniforms = gen.random(unary.shape[:2])
-    out = np.empty(unary.shape[:2], dtype=np.int64)
-    PK.product_sample(unary, lens, *packed, uniforms, max(1, min(N_CHUNKS, unary.shape[0])), out)
+    uniforms = gen.random(site_max.shape)
+    out = np.empty(site_max.shape, dtype=np.int64)
+    PK.product_sample(site_weight, site_max, lens, *packed, uniforms, max(1, min(N_CHUNKS, site_max.shape[0])), out)
     return out
 
 
@@ -335,8 +349,8 @@ def two_point(log_unary, transition: Transition, factor: int, max_distance: int,
     ndarray, shape (L, R + 1, n_f, n_f)
         ``sum_n P_n(x_{f,i} = a, x_{f,i+r} = b)``; ``trace`` over ``(a, b)`` gives the same-state sums.
     """
-    unary, lens, packed = _prepare(log_unary, transition, lengths)
-    n_seq, n_sites, _ = unary.shape
+    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
+    n_seq, n_sites, _ = site_weight.shape
     f = as_int(factor, "factor", 0, len(transition.factor_sizes) - 1)
     r_max = as_int(max_distance, "max_distance", 0, max(n_sites - 1, 0))
     obs = np.ones((n_seq, n_sites), bool) if observed is None else np.ascontiguousarray(observed, dtype=bool)
@@ -345,5 +359,5 @@ def two_point(log_unary, transition: Transition, factor: int, max_distance: int,
     n_chunks = max(1, min(N_CHUNKS, n_seq))
     n = transition.factor_sizes[f]
     out = np.zeros((n_chunks, n_sites, r_max + 1, n, n))
-    PK.product_two_point(unary, lens, obs, *packed, f, r_max, n_chunks, out)
+    PK.product_two_point(site_weight, site_max, lens, obs, *packed, f, r_max, n_chunks, out)
     return frozen(out.sum(axis=0))

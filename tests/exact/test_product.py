@@ -175,18 +175,31 @@ def test_kernels_match_python():
     rng = np.random.default_rng(6)
     unary = rng.normal(size=(3, 4, 6))
     trans = P.Transition.kronecker(rng.normal(size=(2, 2)), rng.normal(size=(3, 3)))
-    _, lens, packed = P._prepare(unary, trans, None)
+    site_weight, site_max, lens, packed = P._prepare(unary, trans, None)
     assert not packed[3].any()  # random factors are not Potts
     outs = []
     for fn in (PK.product_pass, PK.product_pass.py_func):
         log_z, marg = np.empty(3), np.empty((3, 4, 6))
         site, pd, pk = np.zeros((2, 4, 6)), np.zeros((2, 1, 1)), np.zeros((2, 2, 3, 3))
         gs = np.zeros((2, 3, 6))
-        fn(unary, lens, np.ones(3), *packed, 2, True, 1, np.arange(12).reshape(3, 4) % 3, log_z, marg, site, pd,
+        fn(site_weight, site_max, lens, np.ones(3), *packed, 2, True, 1, np.arange(12).reshape(3, 4) % 3, log_z, marg, site, pd,
            pk, gs)
         outs.append((log_z, marg, site, pk, gs))
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
+
+
+def test_log_partition_alone_matches_forward_backward():
+    """The forward-only pass gives the same log Z (dense and Kronecker, ragged, a zero-weight sequence)."""
+    rng = np.random.default_rng(8)
+    unary = rng.normal(size=(4, 6, 12))
+    unary[3, 2] = -np.inf
+    factors = [rng.normal(size=(3, 3)), rng.normal(size=(4, 4))]
+    for trans in (P.Transition.kronecker(*factors), P.Transition.dense(_kron_log(factors))):
+        full = P.forward_backward(unary, trans, lengths=[6, 4, 1, 6]).log_partition
+        alone = P.log_partition(unary, trans, lengths=[6, 4, 1, 6])
+        np.testing.assert_allclose(alone, full, rtol=1e-13)
+        assert alone[3] == -np.inf
 
 
 def test_bad_input_is_named():
@@ -213,7 +226,7 @@ def test_potts_factors_take_the_fast_path():
     unary = rng.normal(size=(3, 5, 24))
     factors = [2.0 * np.eye(3), 0.7 * (np.eye(4) - 0.25), rng.normal(size=(2, 2))]
     trans = P.Transition.kronecker(*factors)
-    _, _, packed = P._prepare(unary, trans, None)
+    *_, packed = P._prepare(unary, trans, None)
     assert packed[3].tolist() == [[True, True, False]]
     res = P.forward_backward(unary, trans, lengths=[5, 3, 1])
     dense = P.forward_backward(unary, P.Transition.dense(_kron_log(factors)), lengths=[5, 3, 1])

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..._util import RngLike, as_generator
 from ...errors import InvalidParameterError
-from ...exact.product import Transition, forward_backward, unravel
+from ...exact.product import Transition, forward_backward, log_partition, unravel
 from ...exact.product import sample as product_sample
 from . import _kernels as LK
 from .params import LatticeData, LatticeLayout
@@ -104,8 +104,7 @@ class ExactLattice:
             return out
         out = np.empty(data.n_sequences)
         for idx, u in self._batches(data):
-            res = forward_backward(u, self.transition, data.lengths[idx], marginals=False, pairs=False)
-            out[idx] = res.log_partition
+            out[idx] = log_partition(u, self.transition, data.lengths[idx])
         return out
 
     def log_likelihood(self, data: LatticeData) -> np.ndarray:

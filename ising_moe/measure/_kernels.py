@@ -151,22 +151,22 @@ def segment_statistics(ids, mask, n_experts, length, match, pred, top, n_windows
 
 
 @njit(parallel=True)
-def rotated_tables(states, mask, block, n_states, shifts, out):
-    """Expert x block tables after rotating every sequence: ``out[b, block[(t + d) % n], x_t] += 1``.
+def reflected_tables(seq_tables, flips, out):
+    """Expert x block tables after reversing some sequences: ``out[b] = sum_s`` of ``seq_tables[s]``,
+    its block order reversed where ``flips[b, s]``.
 
-    ``shifts[b, s] = d`` is the rotation of sequence ``s`` in shuffle ``b``; ``prange`` over shuffles.
+    ``seq_tables`` of shape (n_sequences, n_blocks, n_states) holds each sequence's per-block counts
+    (blocks of equal length, so a reversed sequence fills the blocks exactly). ``prange`` over
+    shuffles; ``out`` is overwritten.
     """
-    n_seq, n = states.shape
-    for b in prange(shifts.shape[0]):
+    n_seq, n_blocks, n_states = seq_tables.shape
+    for b in prange(flips.shape[0]):
         out[b] = 0.0
         for s in range(n_seq):
-            d = shifts[b, s]
-            for t in range(n):
-                if mask[s, t]:
-                    u = t + d
-                    if u >= n:
-                        u -= n
-                    out[b, block[u], states[s, t]] += 1.0
+            for j in range(n_blocks):
+                u = n_blocks - 1 - j if flips[b, s] else j
+                for a in range(n_states):
+                    out[b, u, a] += seq_tables[s, j, a]
 
 
 @njit(parallel=True)

@@ -86,6 +86,11 @@ class CorrelationLength:
         Decay lengths fitted on the first and second half of the window (NaN when not computed).
     split_z : float
         Their difference in bootstrap standard deviations.
+    curvature_z, curvature_p_value : float
+        One-sided test that the decay length grows along the window (``ln C(r)`` convex: a faster
+        decay at the first distances on top of a slower one), see :func:`_curvature_test`; with
+        ``p < MIN_P_VALUE`` the fitted number is an effective decay length over the window, neither
+        decay, and ``xi`` is n/a. NaN when not computed.
     """
 
     xi: float
@@ -104,6 +109,8 @@ class CorrelationLength:
     n_sequences: int = 0
     split_xi: tuple = (math.nan, math.nan)
     split_z: float = math.nan
+    curvature_z: float = math.nan
+    curvature_p_value: float = math.nan
 
 
 def noise_threshold(n_sequences: int | None, level: float = WINDOW_LEVEL, n_effective: float | None = None) -> float:
@@ -239,6 +246,21 @@ def summed_xi(c):
     return float(xi[0]) if single else xi
 
 
+def _window_covariance(r, phi, n_seq):
+    """At most ``(N - 1) / 3`` evenly spaced distances of the window and the covariance of ``C(r)`` there
+    over sequences; ``None, None`` when too few distances or sequences, or the covariance is singular."""
+    m = min(len(r), max(3, (n_seq - 1) // 3))
+    if m < 3 or n_seq < MIN_SEQUENCES_XI:
+        return None, None
+    pick = np.unique(np.round(np.linspace(0, len(r) - 1, m)).astype(int))
+    sub = phi[:, pick]
+    covariance = sub.T @ sub / (n_seq * (n_seq - 1))
+    eig = np.linalg.eigvalsh(covariance)
+    if not (eig.min() > 1e-12 * eig.max() > 0):
+        return None, None
+    return pick, covariance
+
+
 def _gof_hotelling(r, c, phi, sigma, n_seq):
     """Generalised least-squares ``chi2`` of the exponential on at most ``(N - 1) / 3`` evenly spaced
     distances of the window, with Hotelling's correction for the covariance estimated from the same
@@ -247,19 +269,46 @@ def _gof_hotelling(r, c, phi, sigma, n_seq):
     Without the correction, an exponential fitted with a covariance of 140 distances estimated from
     500 sequences is called "not exponential" in most data sets. Returns ``chi2, dof, p``.
     """
-    m = min(len(r), max(3, (n_seq - 1) // 3))
-    if m < 3 or n_seq < MIN_SEQUENCES_XI:
-        return math.nan, 0, math.nan
-    pick = np.unique(np.round(np.linspace(0, len(r) - 1, m)).astype(int))
-    sub = phi[:, pick]
-    covariance = sub.T @ sub / (n_seq * (n_seq - 1))
-    eig = np.linalg.eigvalsh(covariance)
-    if not (eig.min() > 1e-12 * eig.max() > 0):
+    pick, covariance = _window_covariance(r, phi, n_seq)
+    if pick is None:
         return math.nan, 0, math.nan
     chi2 = float(fit_exponential(r[pick], c[None, pick], sigma[pick], covariance=covariance)[2][0])
     d, nu = len(pick) - 2, n_seq - 1
     p_value = float(sps.f.sf(chi2 * (nu - d + 1) / (nu * d), d, nu - d + 1))
     return chi2, d, p_value
+
+
+def _curvature_test(r, c, phi, sigma, n_seq):
+    """One-sided test that the decay length of ``C(r)`` grows along the window (``ln C`` convex).
+
+    A sum of exponentials with positive amplitudes (the overlap ``C(r)`` of a reversible chain) has
+    a convex ``ln C(r)``: a faster decay adds to the first distances, and one exponential fitted over
+    the window is an effective decay length, shorter than the slowest one. The test is the score
+    test of the curvature ``kappa`` in ``A exp(-r / xi + kappa r^2)`` at ``kappa = 0``: the GLS
+    residual of the exponential (covariance and distances as in :func:`_gof_hotelling`) projected
+    on ``r^2 exp(-r / xi)`` after removing the directions of ``A`` and ``xi``,
+    ``z = g W e / sqrt(g W g)``, shrunk by ``sqrt((nu - d + 1) / nu)`` for the covariance estimated
+    from the same sequences and compared with ``t_{nu - d + 1}``. One direction (one degree of
+    freedom) where the goodness of fit spreads over ``d``: on short windows, where the split test
+    has too few distances, it sees a faster decay at the first distances that the goodness of fit
+    misses. Returns ``z, p`` (NaN when not computed).
+    """
+    pick, covariance = _window_covariance(r, phi, n_seq)
+    if pick is None or len(pick) < 3:
+        return math.nan, math.nan
+    rp, cp = r[pick], c[pick]
+    weight = np.linalg.pinv(covariance, rcond=1e-10, hermitian=True)
+    amp, xi, _ = (float(v[0]) for v in fit_exponential(rp, cp[None, :], sigma[pick], covariance=covariance))
+    f = np.exp(-rp / xi)
+    basis = np.stack([f, rp * f], axis=1)
+    g = rp**2 * f
+    g = g - basis @ np.linalg.lstsq(basis.T @ weight @ basis, basis.T @ weight @ g, rcond=None)[0]
+    norm = float(g @ weight @ g)
+    if not norm > 0:
+        return math.nan, math.nan
+    d, nu = len(pick) - 2, n_seq - 1
+    z = float(g @ weight @ (cp - amp * f)) / math.sqrt(norm) * math.sqrt((nu - d + 1) / nu)
+    return z, float(sps.t.sf(z, nu - d + 1))
 
 
 def fit_correlation_length(distances, values, errors, *, influence=None, r_max: int | None = None,
@@ -325,7 +374,7 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
     amp, xi = (float(v[0]) for v in fit_exponential(r, c[None, :], sigma)[:2])
     xi_sum = summed_xi(c)
     capped = hi >= r_max
-    agreement_z = split_z = chi2 = p_value = nan
+    agreement_z = split_z = chi2 = p_value = curvature_z = curvature_p = nan
     split = (nan, nan)
     dof = 0
     reasons = []
@@ -350,6 +399,7 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
             sd = float(np.std(np.log(a[1:]) - np.log(b[1:]), ddof=1))
             split_z = math.log(split[0] / split[1]) / sd if sd > 0 else nan
         chi2, dof, p_value = _gof_hotelling(r, c, phi, sigma, n_seq)
+        curvature_z, curvature_p = _curvature_test(r, c, phi, sigma, n_seq)
         how = (f"WLS fit on {lo} <= r <= {hi}; errors from {n_bootstrap} bootstrap refits over {n_seq} sequences"
                + (f"; goodness of fit chi2/dof = {chi2:.1f}/{dof} (Hotelling p = {p_value:.2g})"
                   if math.isfinite(p_value) else ""))
@@ -372,6 +422,16 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
         reasons.append(f"C(r) is not one exponential: decay length {split[0]:.3g} on {lo} <= r <= {mid - 1} but "
                        f"{split[1]:.3g} on {mid} <= r <= {hi} (z = {split_z:.1f}); the single-exponential xi "
                        f"({xi:.3g}) would be neither")
+    if math.isfinite(curvature_p) and curvature_p < MIN_P_VALUE and not (math.isfinite(split_z)
+                                                                         and abs(split_z) > MAX_SPLIT_Z):
+        half = length // 2
+        head = fit_exponential(r[:half], c[None, :half], sigma[:half])[1][0]
+        tail = fit_exponential(r[half:], c[None, half:], sigma[half:])[1][0]
+        reasons.append(f"C(r) is not one exponential: ln C(r) bends upward along the window (curvature z = "
+                       f"{curvature_z:.1f}, p = {curvature_p:.2g}; decay length {head:.3g} on {lo} <= r <= "
+                       f"{lo + half - 1}, {tail:.3g} on {lo + half} <= r <= {hi}): a faster decay at small r on top "
+                       f"of a slower one, so the single-exponential xi ({xi:.3g}) is an effective decay length over "
+                       "the window, not the slowest decay")
     if capped and not allow_capped:
         reasons.append(f"window reaches the cap r = {r_max}: C(r) is still above noise there "
                        "(raise max_distance, or the correlations are not short-ranged)")
@@ -383,7 +443,8 @@ def fit_correlation_length(distances, values, errors, *, influence=None, r_max: 
         reasons.append(f"xi = {xi:.3g} ± {error:.3g}: error above {MAX_RELATIVE_ERROR:.0%} of the value, not a "
                        "measurement")
     stats = dict(chi2=float(chi2), dof=int(dof), p_value=p_value, capped=bool(capped), agreement_z=float(agreement_z),
-                 n_sequences=n_seq, split_xi=split, split_z=float(split_z))
+                 n_sequences=n_seq, split_xi=split, split_z=float(split_z), curvature_z=float(curvature_z),
+                 curvature_p_value=float(curvature_p))
     if reasons:
         return CorrelationLength(nan, nan, nan, (lo, hi), nan, nan, False, "xi n/a: " + "; ".join(reasons), **stats)
     if capped:

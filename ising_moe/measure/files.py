@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 _SCALARS_XI = ("xi", "error", "amplitude", "xi_sum", "xi_sum_error", "success", "message", "chi2", "dof", "p_value",
-               "capped", "agreement_z")
+               "capped", "agreement_z", "curvature_z", "curvature_p_value")
 
 
 def write_measurements(result: Measurements, path, *, overwrite: bool = False, input_path=None,
@@ -36,7 +36,7 @@ def write_measurements(result: Measurements, path, *, overwrite: bool = False, i
                 for key, value in obj.__dict__.items():
                     if np.ndim(value) == 0:
                         g.attrs[f"{name}_{key}"] = value
-            # "the" p-value of position dependence is the rotation test; the chi-square one (which assumes
+            # "the" p-value of position dependence is the reflection test; the chi-square one (which assumes
             # independent tokens) is stored only as position_chi2_p_value_iid
             g.attrs["position_p_value"] = st.position_test.p_value
             if st.drop_position_tests:

@@ -182,7 +182,7 @@ def measurement_summary(result, data=None) -> tuple[dict, list[str]]:
     """JSON payload and text lines of a :class:`~ising_moe.measure.Measurements`.
 
     ``xi`` is printed only where the data support it (else ``n/a`` and the reason); the p-value is
-    the rotation test's (the chi-square one assumes independent tokens); each layer gets a plain
+    the reflection test's (the chi-square one assumes independent tokens); each layer gets a plain
     sentence on what its ``C(r)`` is made of, and Switch data the position effect of the drops.
     """
     rows = []
@@ -209,6 +209,8 @@ def measurement_summary(result, data=None) -> tuple[dict, list[str]]:
             "xi_dof": xi.dof, "xi_gof_p_value": _finite(xi.p_value), "xi_window_capped": xi.capped,
             "xi_fit_sum_agreement_z": _finite(xi.agreement_z), "xi_n_sequences": xi.n_sequences,
             "xi_split": [_finite(v) for v in xi.split_xi], "xi_split_z": _finite(xi.split_z),
+            "xi_curvature_z": _finite(xi.curvature_z), "xi_curvature_p_value": _finite(xi.curvature_p_value),
+            "position_test_message": pt.message,
             "mi_excess_bits": pt.mi_excess, "mi_error_bits": pt.mi_error, "position_p_value": pt.p_value,
             "kl_uniform": st.load.kl_uniform, "static_accuracy": st.static.accuracy,
             "static_chance": st.static.chance, "entropy_explained_by_position": st.static.entropy_explained,
@@ -242,8 +244,9 @@ def measurement_summary(result, data=None) -> tuple[dict, list[str]]:
     lines.append("window: distances 1..r above noise (tested in turn from r = 1, each one-sided 5% with t quantiles "
                  "over sequences: 5% family-wise; none below 4 sequences). xi: exponential fit on the window, "
                  "reported only as a measurement (>= 20 sequences, >= 4 distances, exponential by a Hotelling "
-                 "goodness of fit and on both halves of the window, below the cap, fit and sum agreeing, error "
-                 "<= 50%), else n/a with the reason. p(pos): rotation test of position dependence. "
+                 "goodness of fit, on both halves of the window and without an upward bend of ln C(r), below the "
+                 "cap, fit and sum agreeing, error <= 50%), else n/a with the reason. p(pos): reflection test of "
+                 "position dependence (sequences reversed at random; blind to effects symmetric about the middle). "
                  "SCH: moe-lrc's online look-ahead cache.")
     probes = [r.__dict__ for r in result.probes]
     for r in probes:

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -97,8 +98,13 @@ def column_benchmark(lam, q, n, n_seq, seed=0):
             "flop_ratio": s / (lam * q)}
 
 
-def planted_olmoe_like(lam, q, n_seq, n, n_rows, seed=0):
-    """Data from a planted lattice, drawn by long heat-bath runs from random states."""
+def log(msg):
+    """Progress on stderr (the JSON goes to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def planted_olmoe_like(lam, q, n_seq, n, n_rows, seed=0, n_sweeps=300):
+    """Data from a planted lattice, drawn by ``n_sweeps`` heat-bath sweeps from random states."""
     from ising_moe.mc.lattice import LatticeState, LatticeTarget, sweep
 
     lay = LatticeLayout(lam, q, n_rows=n_rows, couplings="potts", cross_range=1)
@@ -112,21 +118,26 @@ def planted_olmoe_like(lam, q, n_seq, n, n_rows, seed=0):
     rows = rng.choice(n_rows, size=(n_seq, n), p=p_rows / p_rows.sum())
     p = lay.expand(theta)
     target = LatticeTarget(p["token"], p["coupling"], p["cross"], lay.pairs, rows, np.full(n_seq, n))
-    state = sweep(target, LatticeState.initial(target, rng), 300)
+    state = sweep(target, LatticeState.initial(target, rng), n_sweeps)
     return lay, theta, LatticeData.from_arrays(state.spins, rows, None, q)
 
 
-def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0):
+def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0, data_sweeps=300, max_windows=4):
     from ising_moe.fit.lattice import ConditionalLattice  # noqa: F401  (the fitter wraps the same steps)
     from ising_moe.fit.mc_learning import mc_learning
     from ising_moe.mc.lattice import LatticeState, LatticeTarget, sweep
 
-    lay, theta_true, data = planted_olmoe_like(lam, q, n_seq, n, n_rows, seed)
-    t0 = time.perf_counter()
+    log(f"planted data: {n_seq} x {n} x {lam} layers, q = {q}, {data_sweeps} sweeps")
+    t0, c0 = time.perf_counter(), time.process_time()
+    lay, theta_true, data = planted_olmoe_like(lam, q, n_seq, n, n_rows, seed, data_sweeps)
+    t_data, c_data = time.perf_counter() - t0, time.process_time() - c0
+    log(f"data drawn in {t_data:.0f} s; pseudo-likelihood ({lay.n_params} parameters)")
+    t0, c0 = time.perf_counter(), time.process_time()
     pl = PseudoLikelihood(lay, data, l2=0.1)
     theta_pl, ok_pl, msg_pl, it_pl = minimize_lbfgs(pl, np.zeros(lay.n_params), parameter_scale(lay, data, 0.1), 500,
                                                     1e-6)
-    t_pl = time.perf_counter() - t0
+    t_pl, c_pl = time.perf_counter() - t0, time.process_time() - c0
+    log(f"pseudo-likelihood: {t_pl:.0f} s, {it_pl} iterations, {msg_pl}; Monte Carlo learning")
     stats = lay.statistics(data)
     p = lay.expand(theta_pl)
     target = LatticeTarget(p["token"], p["coupling"], p["cross"], lay.pairs, data.rows, data.lengths)
@@ -143,10 +154,11 @@ def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0):
         timing["statistics"] += time.perf_counter() - t
         return mean, var, state
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res, _ = mc_learning(theta_pl, stats / n_seq, model_moments, chains, l2=0.1 / n_seq, window=window,
-                         n_batches=10, max_windows=4)
-    t_mc = time.perf_counter() - t0
+                         n_batches=10, max_windows=max_windows)
+    t_mc, c_mc = time.perf_counter() - t0, time.process_time() - c0
+    log(f"Monte Carlo learning: {t_mc:.0f} s, {res.n_iter} iterations, {res.message}")
     sl = slice(lay.slices["coupling"].start, lay.n_params)  # couplings along the text and across layers
     diff = res.theta[sl] - theta_pl[sl]
     sites = n_seq * n * lam
@@ -154,8 +166,9 @@ def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0):
     per_iter = t_mc / res.n_iter
     return {
         "layers": lam, "states": q, "sequences": n_seq, "positions": n, "token_rows": n_rows, "sites": sites,
-        "n_params": lay.n_params, "pl_seconds": t_pl, "pl_iterations": it_pl, "pl_success": ok_pl,
-        "mc_seconds": t_mc, "mc_iterations": res.n_iter, "mc_success": res.success, "mc_message": res.message,
+        "n_params": lay.n_params, "data_seconds": t_data, "data_cpu_seconds": c_data, "data_sweeps": data_sweeps,
+        "pl_seconds": t_pl, "pl_cpu_seconds": c_pl, "pl_iterations": it_pl, "pl_success": ok_pl,
+        "pl_message": msg_pl, "mc_seconds": t_mc, "mc_cpu_seconds": c_mc, "mc_iterations": res.n_iter, "mc_success": res.success, "mc_message": res.message,
         "seconds_per_iteration": per_iter, "sweep_seconds_per_iteration": timing["sweep"] / res.n_iter,
         "statistics_seconds_per_iteration": timing["statistics"] / res.n_iter,
         "ns_per_site_update": 1e9 * timing["sweep"] / res.n_iter / sites,
@@ -181,12 +194,18 @@ def main():
     ap.add_argument("--mc-positions", type=int, default=64)
     ap.add_argument("--mc-token-rows", type=int, default=200)
     ap.add_argument("--mc-window", type=int, default=40)
+    ap.add_argument("--mc-data-sweeps", type=int, default=300)
+    ap.add_argument("--mc-max-windows", type=int, default=4)
     ap.add_argument("--skip-mc", action="store_true")
+    ap.add_argument("--skip-column", action="store_true")
     args = ap.parse_args()
-    results = {"column": column_benchmark(args.layers, args.states, args.positions, args.sequences)}
+    results = {}
+    if not args.skip_column:
+        results["column"] = column_benchmark(args.layers, args.states, args.positions, args.sequences)
     if not args.skip_mc:
         results["mc_learning"] = mc_benchmark(args.mc_layers, args.mc_states, args.mc_sequences, args.mc_positions,
-                                              args.mc_token_rows, args.mc_window)
+                                              args.mc_token_rows, args.mc_window, data_sweeps=args.mc_data_sweeps,
+                                              max_windows=args.mc_max_windows)
     emit("lattice", results)
 
 

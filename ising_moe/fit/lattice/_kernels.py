@@ -14,7 +14,6 @@ import numpy as np
 from numba import prange
 
 from ..._numba import njit
-from ...mc._lattice_kernels import site_logits
 
 
 @njit
@@ -46,17 +45,22 @@ def lattice_counts_per_sequence(states, rows, lengths, pairs, tok, coup, cross):
 
 
 @njit(parallel=True)
-def pseudo_likelihood(states, rows, lengths, token, coupling, cross, pairs, chunk_bounds, value, g_tok, g_coup,
-                      g_cross):
+def pseudo_likelihood(states, rows, lengths, token, coupling, coupling_t, cross, cross_t, pairs, chunk_bounds, value,
+                      g_tok, g_coup, g_coup_t, g_cross, g_cross_t):
     """Log pseudo-likelihood ``sum_{s,l,i} log P(x_{l,i} | rest, t)`` and its gradient.
 
     Chunk ``k`` (sequences ``chunk_bounds[k] .. chunk_bounds[k+1]-1``) writes ``value[k]`` and the
     gradients ``g_tok[k]`` (Λ, R, q), ``g_coup[k]`` (Λ, q, q), ``g_cross[k]`` (P, q, q) with respect to
-    the q-indexed arrays (zeroed by the caller). A within-layer coupling enters two conditionals
-    (its left and its right site), a cross-layer coupling two (its two layers), as in the likelihood.
+    the q-indexed arrays (zeroed by the caller), the entries reached through their second index
+    transposed into ``g_coup_t[k]`` and ``g_cross_t[k]`` (to be added, transposed, by the caller).
+    ``coupling_t``, ``cross_t``: the tables transposed. Every inner loop runs over a contiguous row
+    (a column of a (q, q) table is q cache lines at q = 64). A within-layer coupling enters two
+    conditionals (its left and its right site), a cross-layer coupling two (its two layers), as in
+    the likelihood.
     """
     q = token.shape[2]
     lam = states.shape[1]
+    n_pairs = pairs.shape[0]
     n_chunks = chunk_bounds.shape[0] - 1
     for k in prange(n_chunks):
         buf = np.empty(q)
@@ -67,7 +71,26 @@ def pseudo_likelihood(states, rows, lengths, token, coupling, cross, pairs, chun
             r = rows[s]
             for l in range(lam):
                 for i in range(n):
-                    site_logits(x, r[i], l, i, n, token, coupling, cross, pairs, buf)
+                    row = r[i]
+                    for a in range(q):
+                        buf[a] = token[l, row, a]
+                    if i > 0:
+                        left = x[l, i - 1]
+                        for a in range(q):
+                            buf[a] += coupling[l, left, a]
+                    if i < n - 1:
+                        right = x[l, i + 1]
+                        for a in range(q):
+                            buf[a] += coupling_t[l, right, a]
+                    for p in range(n_pairs):
+                        if pairs[p, 0] == l:
+                            other = x[pairs[p, 1], i]
+                            for a in range(q):
+                                buf[a] += cross_t[p, other, a]
+                        elif pairs[p, 1] == l:
+                            other = x[pairs[p, 0], i]
+                            for a in range(q):
+                                buf[a] += cross[p, other, a]
                     top = buf[0]
                     for a in range(1, q):
                         top = max(top, buf[a])
@@ -77,11 +100,12 @@ def pseudo_likelihood(states, rows, lengths, token, coupling, cross, pairs, chun
                         total += buf[a]
                     obs = x[l, i]
                     v += math.log(buf[obs] / total)
+                    inv = 1.0 / total
                     for a in range(q):
-                        buf[a] = -buf[a] / total
+                        buf[a] = -buf[a] * inv
                     buf[obs] += 1.0  # buf = indicator - conditional probability
                     for a in range(q):
-                        g_tok[k, l, r[i], a] += buf[a]
+                        g_tok[k, l, row, a] += buf[a]
                     if i > 0:
                         left = x[l, i - 1]
                         for a in range(q):
@@ -89,12 +113,12 @@ def pseudo_likelihood(states, rows, lengths, token, coupling, cross, pairs, chun
                     if i < n - 1:
                         right = x[l, i + 1]
                         for a in range(q):
-                            g_coup[k, l, a, right] += buf[a]
-                    for p in range(pairs.shape[0]):
+                            g_coup_t[k, l, right, a] += buf[a]
+                    for p in range(n_pairs):
                         if pairs[p, 0] == l:
                             other = x[pairs[p, 1], i]
                             for a in range(q):
-                                g_cross[k, p, a, other] += buf[a]
+                                g_cross_t[k, p, other, a] += buf[a]
                         elif pairs[p, 1] == l:
                             other = x[pairs[p, 0], i]
                             for a in range(q):

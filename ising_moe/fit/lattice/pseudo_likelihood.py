@@ -36,6 +36,11 @@ def chunk_bounds(n: int, n_chunks: int = N_CHUNKS) -> np.ndarray:
     return np.linspace(0, n, k + 1).round().astype(np.int64)
 
 
+def _transposed(tables: np.ndarray) -> np.ndarray:
+    """(K, q, q) tables with their last two axes swapped, contiguous."""
+    return np.ascontiguousarray(tables.transpose(0, 2, 1))
+
+
 class PseudoLikelihood:
     """Negative log pseudo-posterior per token, ``(-PL(theta) + l2 |theta|^2 / 2) / N``, and its gradient.
 
@@ -59,15 +64,18 @@ class PseudoLikelihood:
         g_tok = np.zeros((k, lay.n_layers, lay.n_rows, q))
         g_coup = np.zeros((k, lay.n_layers, q, q))
         g_cross = np.zeros((k, max(lay.n_pairs, 1), q, q))
+        g_coup_t, g_cross_t = np.zeros_like(g_coup), np.zeros_like(g_cross)
         cross = p["cross"] if lay.n_pairs else np.zeros((1, q, q))
-        LK.pseudo_likelihood(d.states, d.rows, d.lengths, p["token"], p["coupling"], cross, lay.pairs, self.bounds,
-                             value, g_tok, g_coup, g_cross)
+        LK.pseudo_likelihood(d.states, d.rows, d.lengths, p["token"], p["coupling"], _transposed(p["coupling"]),
+                             cross, _transposed(cross), lay.pairs, self.bounds, value, g_tok, g_coup, g_coup_t,
+                             g_cross, g_cross_t)
         self.n_evaluations += 1
         total = float(value.sum())
         if not want_grad:
             return total, None
-        grad = lay.project({"token": g_tok.sum(axis=0), "coupling": g_coup.sum(axis=0),
-                            "cross": g_cross.sum(axis=0)[: lay.n_pairs]})
+        grad = lay.project({"token": g_tok.sum(axis=0),
+                            "coupling": g_coup.sum(axis=0) + _transposed(g_coup_t.sum(axis=0)),
+                            "cross": (g_cross.sum(axis=0) + _transposed(g_cross_t.sum(axis=0)))[: lay.n_pairs]})
         return total, grad
 
     def __call__(self, theta):

@@ -17,6 +17,18 @@ reported as the finite-size systematic error (no extrapolation is attempted with
 The published value to compare with goes in PUBLISHED (value, error, reference). Left ``None``
 when it was not retrieved: the script then prints ``null`` for it rather than an unchecked number.
 
+Search for the published value (issue 24; nothing found, so PUBLISHED stays empty). Searched the
+stored copies of public pages, documentation, code and issues (not the live web) for the critical
+coupling of the 1D chain: Luijten and Blöte, PRB 56, 8945 (1997) (a copy of the paper's first page
+exists at pdffox.com, its d = 1 table was not in any retrieved text); Luijten and Meßingfeld,
+PRL 86, 5305 (2001); Fukui and Todo, J. Comput. Phys. 228, 2629 (2009), arXiv:0802.0272 (only
+the abstract and introduction were retrieved, groundai.com and the Nemotron-CC-Math copy: they
+state a KT transition of the inverse-square chain, no number); Horita, Suwa and Todo,
+arXiv:1605.09496 (d = 2 only); Tomita (J. Phys. Soc. Jpn.); theses; exact-string searches of
+public code for quoted critical couplings. The 2022 transfer-matrix extrapolation of Martínez-Herrera
+et al. (Physica A 596; ``J/(k_B T_c) = 0.532`` for ``p = 1 + sigma = 2``) is not a Monte Carlo
+value, uses an unstated convention and sigma = 1, and is not used.
+
     python benchmarks/critical_power_law.py [--quick] [--sigma 0.75] [-o critical_power_law]
 """
 

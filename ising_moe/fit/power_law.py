@@ -35,21 +35,60 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
 
 from .._util import RngLike, as_generator, as_int
 from ..errors import ConvergenceWarning, InvalidParameterError
-from ._power_law_kernels import pseudo_likelihood_terms, sequence_log_likelihoods
+from ._power_law_kernels import (pseudo_likelihood_terms, sample_sequences, sequence_log_likelihood_gradients,
+                                 sequence_log_likelihoods)
 from .conditional.params import ConditionalData, TokenVocabulary
 
-__all__ = ["PowerLawPseudoLikelihood", "MAX_EXACT_CODES", "exact_range"]
+__all__ = ["PowerLawPseudoLikelihood", "PowerLawMaxLikelihood", "PowerLawFitResult", "MAX_EXACT_CODES",
+           "exact_range"]
 
 #: largest q^(R+1) of the exact forward recursion (windows times states)
 MAX_EXACT_CODES = 1 << 15
 #: the sandwich errors need the Hessian: only for fits with at most this many parameters
 _MAX_SANDWICH = 200
+
+
+@dataclass(frozen=True)
+class PowerLawFitResult:
+    """The summary of a power-law fit (the ``result_`` of :class:`PowerLawPseudoLikelihood` and
+    :class:`PowerLawMaxLikelihood`, the interface of the other fitters' results).
+
+    Attributes
+    ----------
+    coupling, sigma : float
+    coupling_stderr, sigma_stderr : float
+        NaN when not computed (see ``stderr_message``).
+    n_parameters : int
+    success : bool
+    message : str
+    n_iter : int
+    objective : str
+        ``"pseudo-likelihood"`` or ``"likelihood"``.
+    log_likelihood : float
+        The maximised objective on the training data (total over observed tokens; the exact
+        log-likelihood for :class:`PowerLawMaxLikelihood`, the pseudo-log-likelihood otherwise:
+        not comparable with other models' likelihoods).
+    stderr_message : str
+    """
+
+    coupling: float
+    sigma: float
+    coupling_stderr: float
+    sigma_stderr: float
+    n_parameters: int
+    success: bool
+    message: str
+    n_iter: int
+    objective: str
+    log_likelihood: float
+    stderr_message: str = ""
 
 
 def exact_range(n_states: int, cap: int = 8) -> int:
@@ -115,6 +154,9 @@ class PowerLawPseudoLikelihood:
         data = ConditionalData.from_arrays(states, tokens, mask, lengths, n_states)
         return data
 
+    def _range(self, q):
+        return None if self.max_range is None else as_int(self.max_range, "max_range", minimum=1)
+
     def _rows(self, data):
         if self.vocabulary_ is None:
             return None
@@ -155,9 +197,8 @@ class PowerLawPseudoLikelihood:
             phi += tok[rows]
         return phi
 
-    def _objective(self, theta, states, obs, rows, n_rows, per_sequence=False):
-        """Negative pseudo-log-likelihood per token (+ prior) and its gradient (or, with
-        ``per_sequence``, the per-sequence scores of the biases, ``J`` and ``sigma``)."""
+    def _terms(self, theta, states, obs, rows, n_rows):
+        """Per-sequence objective, its field gradient (S, n, q) and its derivatives in ``J`` and ``sigma``."""
         n_seq, n = states.shape
         q = self.n_states_
         bias, pos, tok, j, sigma = self._unpack(theta, n, q, n_rows)
@@ -166,14 +207,21 @@ class PowerLawPseudoLikelihood:
         g = np.empty_like(phi)
         ll, gj, gs = np.empty(n_seq), np.empty(n_seq), np.empty(n_seq)
         pseudo_likelihood_terms(states, obs, phi, w, dw, float(j), g, ll, gj, gs)
+        return ll, g, gj, gs
+
+    def _objective(self, theta, states, obs, rows, n_rows, per_sequence=False):
+        """Negative objective per token (+ prior) and its gradient (or, with ``per_sequence``, the
+        per-sequence scores of the biases, ``J`` and ``sigma``)."""
+        q = self.n_states_
+        ll, g, gj, gs = self._terms(theta, states, obs, rows, n_rows)
         if per_sequence:
             return np.concatenate([g.sum(axis=1), gj[:, None], gs[:, None]], axis=1)
         grads = [g.sum(axis=(0, 1))]
-        if pos is not None:
+        if self.position:
             grads.append(g.sum(axis=0).ravel())
-        if tok is not None:
-            r_obs, g_obs = rows[obs], g[obs]
-            gt = np.stack([np.bincount(r_obs, weights=g_obs[:, a], minlength=n_rows) for a in range(q)], axis=1)
+        if n_rows:
+            r_all, g_all = rows.ravel(), g.reshape(-1, q)  # g is 0 wherever a site does not enter
+            gt = np.stack([np.bincount(r_all, weights=g_all[:, a], minlength=n_rows) for a in range(q)], axis=1)
             grads.append(gt.ravel())
         grads.append(np.array([gj.sum(), gs.sum()]))
         grad = -np.concatenate(grads)
@@ -194,11 +242,9 @@ class PowerLawPseudoLikelihood:
         """
         data = self._data(states, tokens, mask, lengths, n_states)
         q, n = data.chain.n_states, data.chain.n_sites
-        if self.max_range is not None:
-            as_int(self.max_range, "max_range", minimum=1)
         if self.l2 < 0:
             raise InvalidParameterError(f"l2 must be >= 0, got {self.l2}")
-        self.max_range_ = None if self.max_range is None else int(self.max_range)
+        self.max_range_ = self._range(q)
         token_rows = as_int(self.token_rows, "token_rows", minimum=0)
         self.vocabulary_ = TokenVocabulary.build(data, token_rows) if token_rows else None
         n_rows = self.vocabulary_.n_rows if self.vocabulary_ is not None else 0
@@ -206,6 +252,7 @@ class PowerLawPseudoLikelihood:
         obs = np.ascontiguousarray(data.chain.observed)
         states = np.ascontiguousarray(data.chain.states, dtype=np.int64)
         self.n_states_, self.n_sites_ = q, n
+        self._fit_lengths = np.ascontiguousarray(data.chain.lengths, dtype=np.int64)
         n_par = q + (n * q if self.position else 0) + n_rows * q + 2
         theta0 = np.zeros(n_par)
         counts = np.bincount(states[obs], minlength=q) + 0.5
@@ -226,24 +273,52 @@ class PowerLawPseudoLikelihood:
         lo, hi = self.sigma_bounds
         bounds = [(None, None)] * (n_par - 1) + [(lo, hi)]
         res = optimize.minimize(self._objective, theta0, args=(states, obs, rows, n_rows), jac=True, method="L-BFGS-B",
-                                bounds=bounds, options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": 1e-7})
+                                bounds=bounds, options=self._optimiser_options())
         theta = res.x
         self.theta_ = theta
         bias, pos, tok, j, sigma = self._unpack(theta, n, q, n_rows)
         self.bias_, self.position_fields_, self.token_fields_ = bias.copy(), pos, tok
         self.coupling_, self.sigma_ = float(j), float(sigma)
         self.success_, self.message_, self.n_iter_ = bool(res.success), str(res.message), int(res.nit)
+        self._n_tokens = int(obs.sum())
         prior = 0.5 * self.l2 * theta[:-2] @ theta[:-2] / obs.sum()
         self.pseudo_log_likelihood_ = float(-(res.fun - prior))
         self.n_parameters_ = n_par
         self.coupling_stderr_ = self.sigma_stderr_ = math.nan
         at_bound = sigma <= lo + 1e-9 or sigma >= hi - 1e-9
-        if n_par <= _MAX_SANDWICH and not self.position and not n_rows and not at_bound:
-            self.coupling_stderr_, self.sigma_stderr_ = self._sandwich(theta, states, obs)
+        self._post_optimise(res, theta, states, obs, rows, n_rows)
         if not self.success_:
-            warnings.warn(f"PowerLawPseudoLikelihood did not converge: {self.message_}", ConvergenceWarning,
+            stderr_message = "not computed: the fit did not converge"
+        elif not math.isfinite(self.sigma_):
+            stderr_message = "not computed: sigma is not identified with R = 1"
+        elif at_bound:
+            stderr_message = "not computed: sigma at a bound of sigma_bounds"
+        elif n_par > _MAX_SANDWICH or self.position or n_rows:
+            stderr_message = (f"not computed: sandwich errors only for fits with expert biases alone "
+                              f"(at most {_MAX_SANDWICH} parameters)")
+        else:
+            self.coupling_stderr_, self.sigma_stderr_ = self._sandwich(theta, states, obs)
+            stderr_message = "sandwich H^-1 V H^-1 of the per-sequence scores"
+        self.result_ = PowerLawFitResult(
+            coupling=self.coupling_, sigma=self.sigma_, coupling_stderr=self.coupling_stderr_,
+            sigma_stderr=self.sigma_stderr_, n_parameters=n_par, success=self.success_, message=self.message_,
+            n_iter=self.n_iter_, objective=self._objective_name, log_likelihood=self._objective_total(),
+            stderr_message=stderr_message)
+        if not self.success_:
+            warnings.warn(f"{type(self).__name__} did not converge: {self.message_}", ConvergenceWarning,
                           stacklevel=2)
         return self
+
+    _objective_name = "pseudo-likelihood"
+
+    def _optimiser_options(self):
+        return {"maxiter": self.max_iter, "ftol": self.tol, "gtol": 1e-7}
+
+    def _post_optimise(self, res, theta, states, obs, rows, n_rows):
+        """Hook after the optimiser (the exact fit adds its gradient check)."""
+
+    def _objective_total(self) -> float:
+        return float(self.pseudo_log_likelihood_ * self._n_tokens)
 
     def _sandwich(self, theta, states, obs):
         """Sandwich standard errors of ``(J, sigma)``; the Hessian by central differences of the gradient."""
@@ -345,3 +420,158 @@ class PowerLawPseudoLikelihood:
                        max_distance=max_distance)
         err = np.array([0.0] + [run.stats(f"overlap:{r}").error for r in range(1, max_distance + 1)])
         return run.correlation_function(), err
+
+    def sample(self, n_draws: int, tokens=None, lengths=None, n_sites: int | None = None,
+               rng: RngLike = None) -> np.ndarray:
+        """Exact draws of the fitted cutoff-R model, ``n_draws`` per sequence, shape (S, n_draws, n_sites).
+
+        Forward filtering, backward sampling over the ``q^R`` windows (needs ``max_range`` with
+        ``q^(R+1) <= MAX_EXACT_CODES``). ``tokens`` (S, n_sites): the sequences' ids (needed with
+        token fields); without tokens one sequence of ``n_sites`` sites (default: the fit's). ``-1``
+        past each length.
+        """
+        self._check_fitted()
+        q = self.n_states_
+        if self.max_range_ is None or q ** (self.max_range_ + 1) > MAX_EXACT_CODES:
+            raise InvalidParameterError(f"sample needs a fit with max_range R and q^(R+1) <= {MAX_EXACT_CODES}")
+        n_draws = as_int(n_draws, "n_draws", minimum=1)
+        if tokens is None:
+            n = self.n_sites_ if n_sites is None else as_int(n_sites, "n_sites", 1, self.n_sites_)
+            phi = self.site_fields(None, n)[None]
+        else:
+            tokens = np.atleast_2d(np.asarray(tokens, np.int64))
+            n = tokens.shape[1]
+            phi = np.stack([self.site_fields(t, n) for t in tokens])
+        n_seq = phi.shape[0]
+        lengths = np.full(n_seq, n, np.int64) if lengths is None else np.asarray(lengths, np.int64).reshape(n_seq)
+        if lengths.min() < 1 or lengths.max() > n:
+            raise InvalidParameterError(f"lengths must be in 1..{n}")
+        r = min(self.max_range_, max(n - 1, 1))
+        jr = self.coupling_ * np.arange(1, r + 1, dtype=float) ** -(1.0 + self.sigma_)
+        uniforms = as_generator(rng).random((n_seq, n_draws, n))
+        out = np.empty((n_seq, n_draws, n), np.int64)
+        sample_sequences(np.ascontiguousarray(phi), jr, lengths, uniforms, out)
+        return out
+
+
+class PowerLawMaxLikelihood(PowerLawPseudoLikelihood):
+    """Exact maximum likelihood of ``(J, sigma)`` and the site fields of the cutoff-R power-law chain.
+
+    The model of :class:`PowerLawPseudoLikelihood` with couplings up to ``R = max_range``
+    (default :func:`exact_range`: the largest with ``q^(R+1) <= MAX_EXACT_CODES``). The objective is
+    the exact log-likelihood ``sum_s log P(observed_s | tokens_s)`` (hidden sites summed over, the
+    score :meth:`log_likelihood` gives on held-out data) plus the fields' L2 prior. Its gradient is
+    exact: the clamped minus the free posterior expectations of the sufficient statistics (site
+    marginals and ``sum_i P(x_i = x_{i-r})``), from one forward-backward pass over the ``q^R``
+    windows each, ``O(L q^(R+1))`` per sequence; ``d/dJ = sum_r w_r g_r`` and
+    ``d/dsigma = -J sum_r ln(r) w_r g_r``.
+
+    Start: the pseudo-likelihood fit of the same model (kept as ``pseudo_likelihood_``), or ``init``
+    passed through to it. Optimiser: L-BFGS-B (``ftol = tol``, ``gtol = grad_tol / 10``,
+    ``max_iter``), ``sigma`` in ``sigma_bounds``.
+
+    Convergence rule (stated): ``success_`` is True only when L-BFGS-B reports convergence **and**
+    the largest projected gradient component of the objective per token, ``max_gradient_``, is at
+    most ``grad_tol`` (a ``sigma`` at a bound counts only its inward component). Otherwise
+    ``success_`` is False, a :class:`~ising_moe.errors.ConvergenceWarning` is issued and no
+    standard errors are reported (NaN, reason in ``result_.stderr_message``).
+
+    Standard errors of ``(J, sigma)``: the sandwich ``H^-1 V H^-1`` of the exact per-sequence
+    scores (fits with expert biases only; with position or token fields NaN, with the reason).
+    ``R = 1`` leaves ``sigma`` unidentified (``w(1) = 1`` for every ``sigma``): ``sigma_`` is then
+    NaN.
+
+    Parameters
+    ----------
+    max_range : int or None, default None
+        ``R`` (``None``: :func:`exact_range` of the data's ``q``).
+    position, token_rows, l2, sigma_bounds, max_iter
+        As in :class:`PowerLawPseudoLikelihood`.
+    tol : float, default 1e-10
+        ``ftol`` of L-BFGS-B.
+    grad_tol : float, default 1e-4
+        The convergence rule's bound on the projected gradient per token.
+
+    Attributes
+    ----------
+    As :class:`PowerLawPseudoLikelihood`, and
+    log_likelihood_ : float
+        Exact training log-likelihood per observed token at the optimum (prior excluded) [nats].
+    max_gradient_ : float
+    pseudo_likelihood_ : PowerLawPseudoLikelihood
+        The start.
+    result_ : PowerLawFitResult
+    """
+
+    _objective_name = "likelihood"
+
+    def __init__(self, max_range: int | None = None, position: bool = False, token_rows: int = 0, l2: float = 0.1,
+                 sigma_bounds=(-0.9, 10.0), max_iter: int = 1000, tol: float = 1e-10, grad_tol: float = 1e-4):
+        super().__init__(max_range=max_range, position=position, token_rows=token_rows, l2=l2,
+                         sigma_bounds=sigma_bounds, max_iter=max_iter, tol=tol)
+        self.grad_tol = grad_tol
+
+    def get_params(self) -> dict:
+        return {**super().get_params(), "grad_tol": self.grad_tol}
+
+    def _range(self, q):
+        r = exact_range(q) if self.max_range is None else as_int(self.max_range, "max_range", minimum=1)
+        if q ** (r + 1) > MAX_EXACT_CODES:
+            raise InvalidParameterError(f"the exact likelihood needs q^(R+1) <= {MAX_EXACT_CODES}: R <= "
+                                        f"{exact_range(q)} for q = {q}, got max_range = {r}")
+        return r
+
+    def _terms(self, theta, states, obs, rows, n_rows):
+        n_seq, n = states.shape
+        q = self.n_states_
+        bias, pos, tok, j, sigma = self._unpack(theta, n, q, n_rows)
+        r = min(self.max_range_, max(n - 1, 1))
+        d = np.arange(1, r + 1, dtype=float)
+        w = d ** -(1.0 + sigma)
+        phi = np.ascontiguousarray(self._phi(bias, pos, tok, rows, (n_seq, n, q)))
+        ll, g, gr = np.empty(n_seq), np.empty_like(phi), np.empty((n_seq, r))
+        sequence_log_likelihood_gradients(phi, float(j) * w, states, obs, self._fit_lengths, ll, g, gr)
+        return ll, g, gr @ w, float(j) * (gr @ (-np.log(d) * w))
+
+    def fit(self, states, tokens=None, mask=None, lengths=None, *, n_states: int | None = None,
+            init=None) -> PowerLawMaxLikelihood:
+        """Fit to expert sequences (n_sequences, n_sites); returns ``self``.
+
+        ``init``: starting values of the pseudo-likelihood start (see
+        :meth:`PowerLawPseudoLikelihood.fit`).
+        """
+        q = ConditionalData.from_arrays(states, tokens, mask, lengths, n_states).chain.n_states
+        params = {k: v for k, v in self.get_params().items() if k not in ("grad_tol", "tol")}
+        params["max_range"] = self._range(q)
+        start = PowerLawPseudoLikelihood(**params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            start.fit(states, tokens, mask, lengths, n_states=q, init=init)
+        self.pseudo_likelihood_ = start
+        begin = {"coupling": start.coupling_, "sigma": start.sigma_, "bias": start.bias_,
+                 "position": start.position_fields_, "token": start.token_fields_}
+        super().fit(states, tokens, mask, lengths, n_states=q, init=begin)
+        return self
+
+    def _optimiser_options(self):
+        return {"maxiter": self.max_iter, "ftol": self.tol, "gtol": self.grad_tol / 10}
+
+    def _post_optimise(self, res, theta, states, obs, rows, n_rows):
+        grad = np.array(res.jac, dtype=float)
+        lo, hi = self.sigma_bounds
+        if theta[-1] <= lo + 1e-9:
+            grad[-1] = min(grad[-1], 0.0)  # only a descent direction into the box counts
+        elif theta[-1] >= hi - 1e-9:
+            grad[-1] = max(grad[-1], 0.0)
+        self.max_gradient_ = float(np.abs(grad).max())
+        self.log_likelihood_ = self.pseudo_log_likelihood_
+        del self.pseudo_log_likelihood_
+        if self.success_ and self.max_gradient_ > self.grad_tol:
+            self.success_ = False
+            self.message_ = (f"{self.message_}; but the largest projected gradient per token "
+                             f"{self.max_gradient_:.2g} > grad_tol = {self.grad_tol:g}")
+        if self.max_range_ < 2:
+            self.sigma_ = math.nan
+
+    def _objective_total(self) -> float:
+        return float(self.log_likelihood_ * self._n_tokens)

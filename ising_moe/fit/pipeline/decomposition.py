@@ -82,6 +82,7 @@ class _Context:
     max_components: int
     latent_vary: tuple
     chosen: dict = field(default_factory=dict)
+    power_law_method: str = "pseudo-likelihood"
 
 
 def _chain(**kwargs) -> Callable:
@@ -164,19 +165,52 @@ def _fit_range2(ctx: _Context, parent):
 
 def _fit_power_law(ctx: _Context, parent):
     """``+couplings`` with power-law Potts couplings ``J / r^(1 + sigma)`` up to the exact range
-    (fields and ``J`` warm-started from the parent; pseudo-likelihood fit, exact held-out score)."""
-    from ..power_law import PowerLawPseudoLikelihood, exact_range
+    (fields and ``J`` warm-started from the parent; pseudo-likelihood fit, or with
+    ``power_law_method = "max-likelihood"`` exact maximum likelihood started from it; exact held-out
+    score either way)."""
+    from ..power_law import PowerLawMaxLikelihood, PowerLawPseudoLikelihood, exact_range
 
     res = parent.result_
     k = res.couplings[0]
     q = k.shape[0]
     j_potts = float(np.trace(k) / q - (k.sum() - np.trace(k)) / (q * q - q))
     init = {"coupling": j_potts, "sigma": 1.0, "position": res.position_fields[0], "token": res.token_fields[0]}
-    model = PowerLawPseudoLikelihood(max_range=exact_range(ctx.n_states), position=True,
-                                     token_rows=ctx.token_rows).fit(*ctx.train, n_states=ctx.n_states, init=init)
-    info = {"coupling": float(model.coupling_), "sigma": float(model.sigma_), "max_range": int(model.max_range_),
-            "success": bool(model.success_)}
+    if ctx.power_law_method not in POWER_LAW_METHODS:
+        raise InvalidParameterError(f"power_law_method must be one of {POWER_LAW_METHODS}, got "
+                                    f"{ctx.power_law_method!r}")
+    cls = PowerLawMaxLikelihood if ctx.power_law_method == "max-likelihood" else PowerLawPseudoLikelihood
+    model = cls(max_range=exact_range(ctx.n_states), position=True,
+                token_rows=ctx.token_rows).fit(*ctx.train, n_states=ctx.n_states, init=init)
+    sigma = float(model.sigma_)
+    info = {"coupling": float(model.coupling_), "sigma": sigma if math.isfinite(sigma) else None,
+            "max_range": int(model.max_range_), "success": bool(model.success_), "method": ctx.power_law_method}
+    if model.max_range_ < 2:
+        info["sigma_note"] = "not identified: the exact range is 1 (w(1) = 1 for every sigma)"
     return model, info
+
+
+#: fits of the +power-law couplings row
+POWER_LAW_METHODS = ("pseudo-likelihood", "max-likelihood")
+
+
+def _power_law_correlation(model, test, n_states: int, r_max: int, rng, n_draws: int = 8) -> dict:
+    """The +power-law couplings row's model ``C(r)`` against the test data's, ``r = 1..r_max``.
+
+    The model's: ``n_draws`` exact draws of every test sequence given its tokens (forward filtering,
+    backward sampling), masked as the data; both through :func:`correlation_function`.
+    """
+    x_te, tok_te, m_te, len_te = test
+    draws = model.sample(n_draws, tok_te, len_te, rng=rng)  # (S, D, n)
+    n = draws.shape[-1]
+    sim = np.where(draws >= 0, draws, 0).reshape(-1, n)
+    mask = np.repeat(np.asarray(m_te, bool)[:, None, :], n_draws, axis=1).reshape(-1, n)
+    from ...measure import correlation_function
+
+    model_c = correlation_function(sim, mask, n_states, r_max, (), 0, rng)
+    emp = correlation_function(x_te, m_te, n_states, r_max, (), 0, rng)
+    d = np.arange(1, r_max + 1)
+    return {"distances": d.tolist(), "model": model_c.values[d].tolist(), "model_errors": model_c.errors[d].tolist(),
+            "empirical": emp.values[d].tolist(), "errors": emp.errors[d].tolist(), "model_draws": int(n_draws)}
 
 
 @dataclass(frozen=True)
@@ -269,8 +303,11 @@ class LayerDecomposition:
     n_train, n_test, n_test_tokens, token_rows : int
     seconds : float
     power_law : dict
-        The ``+power-law couplings`` row's fit: ``coupling`` (J), ``sigma``, ``max_range`` (R),
-        ``success`` (empty when not fitted).
+        The ``+power-law couplings`` row's fit: ``coupling`` (J), ``sigma`` (None where ``R = 1``
+        leaves it unidentified, with ``sigma_note``), ``max_range`` (R), ``success``, ``method``
+        and ``correlation``: the model's ``C(r)`` (exact draws given the test tokens) against the
+        test data's, ``distances``, ``model``, ``model_errors``, ``empirical``, ``errors`` (empty when
+        not fitted).
     topic : TopicRow or None
         The topic chain (a hidden topic moving along the text; :mod:`.topic`), beside the table:
         its gains are over ``+couplings`` and ``+sequence latent``.
@@ -379,10 +416,7 @@ def _ranges(r) -> str:
 
 
 def _size_and_success(model) -> tuple[int, bool]:
-    res = getattr(model, "result_", None)
-    if res is not None:
-        return res.n_parameters, res.success
-    return model.n_parameters_, model.success_  # PowerLawPseudoLikelihood
+    return model.result_.n_parameters, model.result_.success
 
 
 def _paired(new, old, n_tokens):
@@ -394,7 +428,8 @@ def _paired(new, old, n_tokens):
 def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *, test_fraction: float = 0.2,
                     seed: int = 0, token_rows: int = 1000, max_components: int = 5,
                     latent_vary=("bias", "couplings"), range2: bool = False,
-                    gof_distance: int = 64, power_law: bool = False, topic: bool = False) -> LayerDecomposition:
+                    gof_distance: int = 64, power_law: bool = False, topic: bool = False,
+                    power_law_method: str = "pseudo-likelihood") -> LayerDecomposition:
     """Fit the nested table (:data:`ROW_SPECS`) to one layer and check the best row's ``C(r)``.
 
     Parameters
@@ -422,6 +457,11 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     power_law : bool, default False
         Fit the ``+power-law couplings`` row (scored against ``+couplings``; about 10x the cost of
         the latent row, hence opt-in).
+    power_law_method : {"pseudo-likelihood", "max-likelihood"}, default "pseudo-likelihood"
+        Its fit: :class:`~ising_moe.fit.power_law.PowerLawPseudoLikelihood`, or exact maximum
+        likelihood (:class:`~ising_moe.fit.power_law.PowerLawMaxLikelihood`, started from the
+        pseudo-likelihood fit; ``O(L q^(R+1))`` per sequence and iteration, many times the
+        pseudo-likelihood's cost at ``q = 8``, hence not the default).
     topic : bool, default False
         Fit the topic chain beside the table (:func:`~ising_moe.fit.pipeline.topic.fit_topic_row`).
     """
@@ -448,7 +488,8 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
     split = {name: (states[idx], tokens[idx], mask[idx], lengths[idx]) for name, idx in (("train", train),
                                                                                           ("test", test))}
     n_test_tokens = int(mask[test].sum())
-    ctx = _Context(split["train"], n_states, token_rows, seed, int(max_components), tuple(latent_vary))
+    ctx = _Context(split["train"], n_states, token_rows, seed, int(max_components), tuple(latent_vary),
+                   power_law_method=power_law_method)
     k = len(ROW_SPECS)
     heldout, gain, gain_err = (np.full(k, np.nan) for _ in range(3))
     n_par, converged, seconds = np.zeros(k, np.int64), np.zeros(k, bool), np.full(k, np.nan)
@@ -480,6 +521,11 @@ def decompose_layer(states, mask, lengths, tokens, n_states: int, layer: int, *,
         if spec.parent is not None:
             gain[i], gain_err[i] = _paired(ll, per_seq[spec.parent], n_test_tokens)
         fitted[spec.name], per_seq[spec.name] = model, ll
+        if spec.name == "+power-law couplings":
+            r_pl = min(int(gof_distance), n - 1, int(np.asarray(split["test"][3]).max()) - 1)
+            if r_pl >= 1:
+                infos[spec.name]["correlation"] = _power_law_correlation(model, split["test"], n_states, r_pl,
+                                                                         np.random.default_rng(seed))
     lr, dof, p = math.nan, 0, math.nan
     if "+token" in fitted and "+token+position" in fitted:
         lr = max(0.0, 2.0 * (fitted["+token+position"].result_.log_likelihood - fitted["+token"].result_.log_likelihood))

@@ -142,6 +142,7 @@ CASES = [
     (["data"], ["fit", "--model", "data.h5", "--variants", "potts,bogus"], "unknown variant"),
     (["data"], ["fit", "--model", "data.h5", "--bootstrap", "-2"], "n_bootstrap"),
     (["data"], ["fit", "--model", "data.h5", "--max-range", "9"], "max_range"),
+    (["data"], ["fit", "--model", "data.h5", "--power-law-method", "max-likelihood"], "add --power-law"),
     (["data"], ["fit", "--model", "data.h5", "--seed", "-1"], "--seed"),
     (["data"], ["fit", "--model", "data.h5", "--executor", "processes:-1"], "--executor"),
     (["data"], ["fit", "--model", "data.h5", "--variants", "potts", "--test-fraction", "0.9",

@@ -246,6 +246,9 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--power-law", "power_law", is_flag=True,
               help="Add the decomposition row '+power-law couplings' (J/r^(1+sigma) up to the exact range, scored "
                    "against +couplings; about 10x the cost of the latent row).")
+@click.option("--power-law-method", type=click.Choice(["pseudo-likelihood", "max-likelihood"]), default=None,
+              help="How the --power-law row is fitted [default: pseudo-likelihood; max-likelihood: exact likelihood "
+                   "of the cutoff model, started from pseudo-likelihood, several times costlier].")
 @click.option("--lattice", is_flag=True,
               help="Also fit the layer x position lattice (cross-layer couplings between a token's experts): "
                    "lattice.h5, the 'lattice' block of summary.json and lattice.png/pdf.")
@@ -262,8 +265,8 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
 @click.option("--overwrite", is_flag=True, help="Replace the outputs and discard an interrupted fit's layers.")
 @click.option("--json", "as_json", is_flag=True)
 def fit(model, layers, variants, max_range, test_fraction, max_distance, n_bootstrap, dropped, decomposition,
-        gof_distance, power_law, topic_chain, lattice, lattice_method, executor, processes, seed, output, output_dir,
-        overwrite, as_json):
+        gof_distance, power_law, power_law_method, topic_chain, lattice, lattice_method, executor, processes, seed, output,
+        output_dir, overwrite, as_json):
     """Fit Potts chains to expert sequences and compare fitted with empirical correlations.
 
     With token ids in the file, also the decomposition: held-out bits/token that token identity,
@@ -284,6 +287,8 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
     if output is not None and output_dir is not None and output != output_dir:
         raise InvalidParameterError("give -o/--output only (--output-dir is its deprecated spelling)")
     output = output or output_dir
+    if power_law_method is not None and not power_law:
+        raise InvalidParameterError("--power-law-method chooses how the --power-law row is fitted: add --power-law")
     executor = _executor_spec(executor, processes)
 
     path = Path(model)
@@ -321,7 +326,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
             report = fit_expert_data(data, variants=variant_list, max_range=max_range, test_fraction=test_fraction,
                                      max_distance=max_distance, n_bootstrap=n_bootstrap, dropped=dropped, seed=seed,
                                      decomposition=decomposition, gof_distance=gof_distance, power_law=power_law,
-                                     topic_chain=topic_chain,
+                                     power_law_method=power_law_method or "pseudo-likelihood", topic_chain=topic_chain,
                                      progress=not as_json, executor=pool, checkpoint=fit_file, overwrite=overwrite)
         unit.discard_after_commit(ChunkStore(fit_file, "fit-layers", {}).directory)
         sha = file_sha256(path)

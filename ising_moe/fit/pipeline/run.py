@@ -69,7 +69,7 @@ def default_variants(n_states: int) -> list[str]:
 def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, test_fraction: float = 0.2,
                     max_distance: int = 64, n_bootstrap: int = 6, mc_sweeps: int = 2000, dropped: str = DEFAULT_DROPPED,
                     indicators: bool = True, decomposition: bool | None = None, gof_distance: int | None = None,
-                    power_law: bool = False, token_rows: int = 1000, topic_chain: bool = False, seed: int = 0,
+                    power_law: bool = False, power_law_method: str = "pseudo-likelihood", token_rows: int = 1000, topic_chain: bool = False, seed: int = 0,
                     processes: int = 1, progress: bool = False,
                     executor=None, checkpoint=None, overwrite: bool = False) -> FitReport:
     """Run :func:`compare_layer` on every layer of an :class:`~ising_moe.data.ExpertSequences`.
@@ -102,7 +102,8 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     neighbours, sequence topic; ``token_rows`` token ids with their own fields; the ``+range-2`` row
     with ``max_range >= 2`` or at most 16 states) in the layer's task, and the best row's C(r) against
     the empirical one for ``r = 1..gof_distance`` (default ``min(64, max_distance)``);
-    ``power_law`` adds its ``+power-law couplings`` row (opt-in: about 10x the latent row's cost); with
+    ``power_law`` adds its ``+power-law couplings`` row (opt-in: about 10x the latent row's cost),
+    fitted by ``power_law_method`` (``"pseudo-likelihood"`` or ``"max-likelihood"``, exact and costlier); with
     ``topic_chain``, also the topic chain beside the table (:mod:`~ising_moe.fit.pipeline.topic`).
     """
     layer_ids = list(data.layers) if layers is None else [int(x) for x in layers]
@@ -134,6 +135,8 @@ def fit_expert_data(data, *, layers=None, variants=None, max_range: int = 1, tes
     # opt-in rows only when asked: the parameters of earlier (resumable) runs stay as they were
     if power_law:
         decomposition_options["power_law"] = True
+        if power_law_method != "pseudo-likelihood":
+            decomposition_options["power_law_method"] = power_law_method
     if topic_chain:
         decomposition_options["topic"] = True
     kwargs = {"variants": variants, "test_fraction": test_fraction, "max_distance": max_distance,

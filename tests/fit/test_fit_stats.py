@@ -66,22 +66,31 @@ def test_one_default_for_capacity_drops_everywhere():
 
 def test_coupling_intervals_cover_with_free_position_fields():
     # issue 20: free position fields bias J upward by O(1/N) (here ~2 se): the half-sample jackknife
-    # (default) removes it; the Fisher errors then cover
+    # (default) removes it; the Fisher errors then cover. They are those of the uncorrected J: valid
+    # only if the correction adds no spread, checked paired (same samples): measured ratio 0.98 here,
+    # 0.99 over 400 seeds in the benchmark; a correction adding independent noise that widens the
+    # spread by 14% would exceed 1.08 with probability ~0.76 over these 48 seeds. (Telling sd z 1.1
+    # from 1.0 by mean z^2 directly would take ~1100 fits, far beyond a unit test.)
     from ising_moe import PottsChain, exact
     from ising_moe.fit import ChainMaxLikelihood
 
-    z = []
-    for seed in range(8):
+    j_none, j, se = [], [], []
+    for seed in range(48):
         rng = np.random.default_rng(100 + seed)
         model = PottsChain.potts(160, 4, coupling=2.0, field=0.5 * rng.normal(size=(160, 4)))
+        x = exact.sample(model, 60, rng=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SparseDataWarning)  # a few never-observed cells
-            fit = ChainMaxLikelihood(couplings="potts").fit(exact.sample(model, 60, rng=seed))
-        assert "jackknife" in fit.result_.message
-        z.append((fit.potts_coupling_ - 2.0) / fit.result_.errors.theta[-1])
-    z = np.array(z)
-    assert abs(z.mean()) < 0.8, z  # uncorrected: mean z ~ +2
-    assert np.mean(np.abs(z) < 1.96) >= 0.75, z
+            fit = ChainMaxLikelihood(couplings="potts").fit(x)
+            j_none.append(ChainMaxLikelihood(couplings="potts", bias_correction="none",
+                                             standard_errors=False).fit(x).potts_coupling_)
+        assert "jackknife" in fit.result_.message and "jackknife" in fit.result_.errors.message
+        j.append(fit.potts_coupling_)
+        se.append(fit.result_.errors.theta[-1])
+    z = (np.array(j) - 2.0) / np.array(se)
+    assert abs(z.mean()) < 0.5, z  # uncorrected: mean z ~ +2
+    assert np.mean(np.abs(z) < 1.96) >= 0.85, z  # uncorrected: ~0.4
+    assert np.std(j, ddof=1) / np.std(j_none, ddof=1) < 1.08
 
 
 def test_mean_field_is_not_a_pipeline_variant():

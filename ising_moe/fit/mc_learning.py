@@ -46,7 +46,10 @@ The rule (stated, and tested in ``tests/fit/test_mc_learning.py``):
 * **Estimate and error.** ``theta_`` is the mean of the stationary window's iterates
   (Polyak-Ruppert averaging), its error the batch-means standard error of that mean (the Monte
   Carlo error of the learned parameters; it does not include the statistical error of the
-  data, which the exact fit's standard errors give).
+  data, which the exact fit's standard errors give). Iterates are autocorrelated over about
+  ``1 / step`` iterations, so neighbouring batch means are too: the error is widened by
+  ``sqrt((1 + r) / (1 - r))`` with ``r`` the lag-1 correlation of the batch means, pooled (median)
+  over each block's coordinates (ten batch means give each coordinate's ``r`` too noisily).
 * **Burn-in.** The first ``burn_in`` windows (default 1) are never tested and never averaged: the
   chains and the parameters leave their start (the data, the pseudo-likelihood fit) there.
 
@@ -117,6 +120,22 @@ def stationarity_threshold(n_params: int, n_batches: int) -> float:
     mean = nu / (nu - 2)
     var = 2 * nu**2 * (nu - 1) / ((nu - 2) ** 2 * (nu - 4))
     return mean + 3 * math.sqrt(var / max(n_params, 1))
+
+
+def _batch_correlation_factor(batch_means: np.ndarray, blocks) -> np.ndarray:
+    """Per coordinate ``sqrt((1 + r) / (1 - r))`` (at least 1), ``r`` the median over the coordinate's
+    block of the lag-1 autocorrelations of its batch means (n_batches, K): the AR(1) widening of a
+    batch-means error whose batches are not independent."""
+    centred = batch_means - batch_means.mean(axis=0)
+    denom = (centred**2).sum(axis=0)
+    ok = denom > 0
+    lag1 = np.where(ok, (centred[1:] * centred[:-1]).sum(axis=0) / np.where(ok, denom, 1.0), np.nan)
+    factor = np.ones(batch_means.shape[1])
+    for b in blocks:
+        if np.isfinite(lag1[b]).any():
+            r = min(max(float(np.nanmedian(lag1[b])), 0.0), 0.9)
+            factor[b] = math.sqrt((1 + r) / (1 - r))
+    return factor
 
 
 def mc_learning(theta0, data_moments, model_moments, state, *, l2: float = 0.0, step: float = 0.5,
@@ -210,7 +229,7 @@ def mc_learning(theta0, data_moments, model_moments, state, *, l2: float = 0.0, 
         if len(z2s) > 1 and z2 >= z2s[-2]:
             step *= decay
     estimate = theta_b.mean(axis=0)
-    stderr = theta_b.std(axis=0, ddof=1) / math.sqrt(n_batches)
+    stderr = theta_b.std(axis=0, ddof=1) / math.sqrt(n_batches) * _batch_correlation_factor(theta_b, blocks)
     if success:
         message = (f"stationary after {burn_in} burn-in and {len(z2s)} tested window(s) of {window} iterations: "
                    f"largest block mean t^2 / bound = {z2s[-1]:.2f} <= 1")

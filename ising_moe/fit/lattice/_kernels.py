@@ -44,6 +44,73 @@ def lattice_counts_per_sequence(states, rows, lengths, pairs, tok, coup, cross):
         _count_one(states[s], rows[s], lengths[s], pairs, tok[s], coup[s], cross[s])
 
 
+@njit
+def _conditional(x, row, l, i, n, token, coupling, coupling_t, cross, cross_t, pairs, buf):
+    """``buf[a] = P(x_{l,i} = a | rest, t)``; returns ``log P`` of the observed state.
+
+    ``coupling_t``, ``cross_t``: the tables transposed, so that every inner loop reads a contiguous
+    row (a column of a (q, q) table is q cache lines at q = 64)."""
+    q = buf.shape[0]
+    for a in range(q):
+        buf[a] = token[l, row, a]
+    if i > 0:
+        left = x[l, i - 1]
+        for a in range(q):
+            buf[a] += coupling[l, left, a]
+    if i < n - 1:
+        right = x[l, i + 1]
+        for a in range(q):
+            buf[a] += coupling_t[l, right, a]
+    for p in range(pairs.shape[0]):
+        if pairs[p, 0] == l:
+            other = x[pairs[p, 1], i]
+            for a in range(q):
+                buf[a] += cross_t[p, other, a]
+        elif pairs[p, 1] == l:
+            other = x[pairs[p, 0], i]
+            for a in range(q):
+                buf[a] += cross[p, other, a]
+    top = buf[0]
+    for a in range(1, q):
+        top = max(top, buf[a])
+    total = 0.0
+    for a in range(q):
+        buf[a] = math.exp(buf[a] - top)
+        total += buf[a]
+    inv = 1.0 / total
+    for a in range(q):
+        buf[a] *= inv
+    return math.log(buf[x[l, i]])
+
+
+@njit
+def _scatter(v, x, row, l, i, n, pairs, tok, coup, coup_t, cross, cross_t):
+    """Add ``v`` (q,) to the rows of every table cell that site ``(l, i)`` in state ``a`` touches:
+    its token cell ``tok[l, row, a]``, the couplings with its left neighbour ``coup[l, left, a]`` and
+    its right one (transposed: ``coup_t[l, right, a]``), and its cross-layer pairs (``cross`` when
+    the site is the pair's second layer, ``cross_t`` when it is the first)."""
+    q = v.shape[0]
+    for a in range(q):
+        tok[l, row, a] += v[a]
+    if i > 0:
+        left = x[l, i - 1]
+        for a in range(q):
+            coup[l, left, a] += v[a]
+    if i < n - 1:
+        right = x[l, i + 1]
+        for a in range(q):
+            coup_t[l, right, a] += v[a]
+    for p in range(pairs.shape[0]):
+        if pairs[p, 0] == l:
+            other = x[pairs[p, 1], i]
+            for a in range(q):
+                cross_t[p, other, a] += v[a]
+        elif pairs[p, 1] == l:
+            other = x[pairs[p, 0], i]
+            for a in range(q):
+                cross[p, other, a] += v[a]
+
+
 @njit(parallel=True)
 def pseudo_likelihood(states, rows, lengths, token, coupling, coupling_t, cross, cross_t, pairs, chunk_bounds, value,
                       g_tok, g_coup, g_coup_t, g_cross, g_cross_t):
@@ -53,77 +120,54 @@ def pseudo_likelihood(states, rows, lengths, token, coupling, coupling_t, cross,
     gradients ``g_tok[k]`` (Λ, R, q), ``g_coup[k]`` (Λ, q, q), ``g_cross[k]`` (P, q, q) with respect to
     the q-indexed arrays (zeroed by the caller), the entries reached through their second index
     transposed into ``g_coup_t[k]`` and ``g_cross_t[k]`` (to be added, transposed, by the caller).
-    ``coupling_t``, ``cross_t``: the tables transposed. Every inner loop runs over a contiguous row
-    (a column of a (q, q) table is q cache lines at q = 64). A within-layer coupling enters two
-    conditionals (its left and its right site), a cross-layer coupling two (its two layers), as in
-    the likelihood.
+    A within-layer coupling enters two conditionals (its left and its right site), a cross-layer
+    coupling two (its two layers), as in the likelihood.
     """
     q = token.shape[2]
     lam = states.shape[1]
-    n_pairs = pairs.shape[0]
-    n_chunks = chunk_bounds.shape[0] - 1
-    for k in prange(n_chunks):
+    for k in prange(chunk_bounds.shape[0] - 1):
         buf = np.empty(q)
         v = 0.0
         for s in range(chunk_bounds[k], chunk_bounds[k + 1]):
-            x = states[s]
-            n = lengths[s]
-            r = rows[s]
+            x, n, r = states[s], lengths[s], rows[s]
             for l in range(lam):
                 for i in range(n):
-                    row = r[i]
+                    v += _conditional(x, r[i], l, i, n, token, coupling, coupling_t, cross, cross_t, pairs, buf)
                     for a in range(q):
-                        buf[a] = token[l, row, a]
-                    if i > 0:
-                        left = x[l, i - 1]
-                        for a in range(q):
-                            buf[a] += coupling[l, left, a]
-                    if i < n - 1:
-                        right = x[l, i + 1]
-                        for a in range(q):
-                            buf[a] += coupling_t[l, right, a]
-                    for p in range(n_pairs):
-                        if pairs[p, 0] == l:
-                            other = x[pairs[p, 1], i]
-                            for a in range(q):
-                                buf[a] += cross_t[p, other, a]
-                        elif pairs[p, 1] == l:
-                            other = x[pairs[p, 0], i]
-                            for a in range(q):
-                                buf[a] += cross[p, other, a]
-                    top = buf[0]
-                    for a in range(1, q):
-                        top = max(top, buf[a])
-                    total = 0.0
-                    for a in range(q):
-                        buf[a] = math.exp(buf[a] - top)
-                        total += buf[a]
-                    obs = x[l, i]
-                    v += math.log(buf[obs] / total)
-                    inv = 1.0 / total
-                    for a in range(q):
-                        buf[a] = -buf[a] * inv
-                    buf[obs] += 1.0  # buf = indicator - conditional probability
-                    for a in range(q):
-                        g_tok[k, l, row, a] += buf[a]
-                    if i > 0:
-                        left = x[l, i - 1]
-                        for a in range(q):
-                            g_coup[k, l, left, a] += buf[a]
-                    if i < n - 1:
-                        right = x[l, i + 1]
-                        for a in range(q):
-                            g_coup_t[k, l, right, a] += buf[a]
-                    for p in range(n_pairs):
-                        if pairs[p, 0] == l:
-                            other = x[pairs[p, 1], i]
-                            for a in range(q):
-                                g_cross_t[k, p, other, a] += buf[a]
-                        elif pairs[p, 1] == l:
-                            other = x[pairs[p, 0], i]
-                            for a in range(q):
-                                g_cross[k, p, other, a] += buf[a]
+                        buf[a] = -buf[a]
+                    buf[x[l, i]] += 1.0  # indicator - conditional probability
+                    _scatter(buf, x, r[i], l, i, n, pairs, g_tok[k], g_coup[k], g_coup_t[k], g_cross[k],
+                             g_cross_t[k])
         value[k] = v
+
+
+@njit(parallel=True)
+def conditional_moments(states, rows, lengths, token, coupling, coupling_t, cross, cross_t, pairs, chunk_bounds, mean,
+                        var):
+    """Rao-Blackwellised counts of the sites' states: every indicator ``1[x_{l,i} = a]`` replaced by
+    its conditional probability ``p_{l,i}(a)`` given the rest (same expectation, less noise), and
+    ``p (1 - p)``, the conditional variance, summed alike.
+
+    ``mean`` and ``var`` are tuples of five per-chunk arrays laid out as the gradients of
+    :func:`pseudo_likelihood` (token, coupling, coupling transposed, cross, cross transposed; zeroed
+    by the caller): a pair cell gets one estimate from each of its two sites' conditionals.
+    """
+    q = token.shape[2]
+    lam = states.shape[1]
+    for k in prange(chunk_bounds.shape[0] - 1):
+        buf = np.empty(q)
+        var_buf = np.empty(q)
+        for s in range(chunk_bounds[k], chunk_bounds[k + 1]):
+            x, n, r = states[s], lengths[s], rows[s]
+            for l in range(lam):
+                for i in range(n):
+                    _conditional(x, r[i], l, i, n, token, coupling, coupling_t, cross, cross_t, pairs, buf)
+                    for a in range(q):
+                        var_buf[a] = buf[a] * (1.0 - buf[a])
+                    _scatter(buf, x, r[i], l, i, n, pairs, mean[0][k], mean[1][k], mean[2][k], mean[3][k],
+                             mean[4][k])
+                    _scatter(var_buf, x, r[i], l, i, n, pairs, var[0][k], var[1][k], var[2][k], var[3][k],
+                             var[4][k])
 
 
 @njit

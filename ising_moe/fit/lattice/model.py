@@ -148,8 +148,9 @@ class ConditionalLattice:
     mc_sweeps : int, default 1
         Sweeps per Monte Carlo learning iteration.
     mc_options : dict, optional
-        Keyword arguments of :func:`~ising_moe.fit.mc_learning.mc_learning` (``step``, ``window``,
-        ``n_batches``, ``max_windows``, ``decay``, ``max_step``).
+        Keyword arguments of :func:`~ising_moe.fit.mc_learning.mc_learning` (``step``, default 0.2
+        here, ``window``, ``n_batches``, ``max_windows``, ``decay``, ``max_step``). The model moments
+        are the Rao-Blackwellised ones of :meth:`LatticeLayout.conditional_moments`.
     random_state : int, default 0
         Seed of every stochastic step (samplers, Fisher draws).
 
@@ -307,11 +308,14 @@ class ConditionalLattice:
         def model_moments(theta, state):
             p = layout.expand(theta)
             sweep(target.with_parameters(p["token"], p["coupling"], p["cross"]), state, sweeps, self.update)
-            mean, var = layout.moments(LatticeData(state.spins, data.rows, data.lengths, data.n_states))
-            return mean, var, state
+            return (*layout.conditional_moments(LatticeData(state.spins, data.rows, data.lengths, data.n_states), p),
+                    state)
 
         options = dict(self.mc_options or {})
         options.setdefault("blocks", [sl for sl in layout.slices.values() if sl.stop > sl.start])
+        # the conditional (Rao-Blackwellised) variance is close to the Fisher diagonal, so a step of
+        # 0.5 is half a Newton step: its average sat up to 6 Monte Carlo errors from exact ML, 0.2 within 5
+        options.setdefault("step", 0.2)
         res, chains = mc_learning(theta0, stats / n_seq, model_moments, chains, l2=self.l2 / n_seq, **options)
         self.mc_result_ = res
         return res.theta, res.success, res.message, res.n_iter, res.theta_stderr, chains

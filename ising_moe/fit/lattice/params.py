@@ -40,9 +40,14 @@ from ...errors import InvalidParameterError
 from ..params import zero_sum_basis
 from . import _kernels as LK
 
-__all__ = ["LATTICE_COUPLINGS", "LatticeData", "LatticeLayout"]
+__all__ = ["LATTICE_COUPLINGS", "LatticeData", "LatticeLayout", "transposed"]
 
 LATTICE_COUPLINGS = ("potts", "full", "none")
+
+
+def transposed(tables: np.ndarray) -> np.ndarray:
+    """(K, q, q) tables with their last two axes swapped, contiguous."""
+    return np.ascontiguousarray(np.swapaxes(tables, -1, -2))
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,6 +267,51 @@ class LatticeLayout:
             vx = x_sq[: self.n_pairs] / n - (x_sum[: self.n_pairs] / n) ** 2
             var[self.slices["cross"]] = (b2.T @ vx @ b2).ravel()
         return mean, np.maximum(var, 0.0)
+
+    def conditional_moments(self, data: LatticeData, params) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`moments` Rao-Blackwellised: configurations ``data`` under the parameters ``params``
+        (:meth:`expand`), every site's indicator ``1[x_{l,i} = a]`` replaced by its conditional
+        probability ``p_{l,i}(a)`` given the rest of its sequence (an unbiased estimate of the same
+        mean with less noise; a pair cell averages the estimates of its two sites' conditionals).
+
+        The variance scale is ``sum_cells B^2 sum_sites p (1 - p)`` per sequence: the diagonal of the
+        pseudo-likelihood's Fisher information, the curvature a coordinate's step should see. The
+        spread of counts across sequences (:meth:`moments`) also holds how often each token occurs
+        in each sequence, up to ``1 / (1 - p)`` times larger for a token routed with probability
+        ``p``: steps that small are why Monte Carlo learning crawled on predictable tokens.
+        """
+        from .pseudo_likelihood import chunk_bounds
+
+        self.check(data)
+        lam, q, rr = self.n_layers, self.n_states, self.n_rows
+        bounds = chunk_bounds(data.n_sequences)
+        k = len(bounds) - 1
+        n_p = max(self.n_pairs, 1)
+        shapes = [(k, lam, rr, q), (k, lam, q, q), (k, lam, q, q), (k, n_p, q, q), (k, n_p, q, q)]
+        mean, var = tuple(np.zeros(sh) for sh in shapes), tuple(np.zeros(sh) for sh in shapes)
+        cross = params["cross"] if self.n_pairs else np.zeros((1, q, q))
+        LK.conditional_moments(data.states, data.rows, data.lengths, params["token"], params["coupling"],
+                               transposed(params["coupling"]), cross, transposed(cross), self.pairs, bounds, mean, var)
+        n = data.n_sequences
+
+        def per_sequence(parts):
+            tok, coup, coup_t, cr, cr_t = (a.sum(axis=0) for a in parts)
+            return (tok / n, (coup + transposed(coup_t)) / (2 * n),
+                    ((cr + transposed(cr_t)) / (2 * n))[: self.n_pairs])
+
+        t, c, x = per_sequence(mean)
+        mean_theta = self.project({"token": t, "coupling": c, "cross": x})
+        vt, vc, vx = per_sequence(var)
+        b2 = self.basis**2
+        var_theta = np.zeros(self.n_params)
+        var_theta[self.slices["token"]] = (vt @ b2).ravel()
+        if self.couplings == "potts":
+            var_theta[self.slices["coupling"]] = np.einsum("lab,ab->l", vc, (np.eye(q) - 1.0 / q) ** 2)
+        elif self.couplings == "full":
+            var_theta[self.slices["coupling"]] = (b2.T @ vc @ b2).ravel()
+        if self.n_pairs:
+            var_theta[self.slices["cross"]] = (b2.T @ vx @ b2).ravel()
+        return mean_theta, var_theta
 
     def project_batch(self, tok, coup, cross) -> np.ndarray:
         """:meth:`project` of a batch of q-indexed arrays (leading axis: sequences)."""

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import optimize
 
 from . import _kernels as LK
-from .params import LatticeData, LatticeLayout
+from .params import LatticeData, LatticeLayout, transposed
 
 __all__ = ["PseudoLikelihood", "minimize_lbfgs", "chunk_bounds"]
 
@@ -34,11 +34,6 @@ def chunk_bounds(n: int, n_chunks: int = N_CHUNKS) -> np.ndarray:
     """Boundaries of ``min(n, n_chunks)`` near-equal consecutive chunks of ``n`` items."""
     k = max(1, min(n, n_chunks))
     return np.linspace(0, n, k + 1).round().astype(np.int64)
-
-
-def _transposed(tables: np.ndarray) -> np.ndarray:
-    """(K, q, q) tables with their last two axes swapped, contiguous."""
-    return np.ascontiguousarray(tables.transpose(0, 2, 1))
 
 
 class PseudoLikelihood:
@@ -66,16 +61,16 @@ class PseudoLikelihood:
         g_cross = np.zeros((k, max(lay.n_pairs, 1), q, q))
         g_coup_t, g_cross_t = np.zeros_like(g_coup), np.zeros_like(g_cross)
         cross = p["cross"] if lay.n_pairs else np.zeros((1, q, q))
-        LK.pseudo_likelihood(d.states, d.rows, d.lengths, p["token"], p["coupling"], _transposed(p["coupling"]),
-                             cross, _transposed(cross), lay.pairs, self.bounds, value, g_tok, g_coup, g_coup_t,
+        LK.pseudo_likelihood(d.states, d.rows, d.lengths, p["token"], p["coupling"], transposed(p["coupling"]),
+                             cross, transposed(cross), lay.pairs, self.bounds, value, g_tok, g_coup, g_coup_t,
                              g_cross, g_cross_t)
         self.n_evaluations += 1
         total = float(value.sum())
         if not want_grad:
             return total, None
         grad = lay.project({"token": g_tok.sum(axis=0),
-                            "coupling": g_coup.sum(axis=0) + _transposed(g_coup_t.sum(axis=0)),
-                            "cross": (g_cross.sum(axis=0) + _transposed(g_cross_t.sum(axis=0)))[: lay.n_pairs]})
+                            "coupling": g_coup.sum(axis=0) + transposed(g_coup_t.sum(axis=0)),
+                            "cross": (g_cross.sum(axis=0) + transposed(g_cross_t.sum(axis=0)))[: lay.n_pairs]})
         return total, grad
 
     def __call__(self, theta):

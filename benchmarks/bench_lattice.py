@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import best_time, emit
@@ -122,21 +123,38 @@ def planted_olmoe_like(lam, q, n_seq, n, n_rows, seed=0, n_sweeps=300):
     return lay, theta, LatticeData.from_arrays(state.spins, rows, None, q)
 
 
-def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0, data_sweeps=300, max_windows=4):
-    from ising_moe.fit.lattice import ConditionalLattice  # noqa: F401  (the fitter wraps the same steps)
+def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0, data_sweeps=300, max_windows=4, cache=None):
+    """Planted data, pseudo-likelihood, then Monte Carlo learning as ``ConditionalLattice`` runs it
+    (Rao-Blackwellised moments, step 0.2, one stationarity block per parameter kind). ``cache``
+    (an ``.npz`` path): the data and the pseudo-likelihood fit are read from it when it holds this
+    run's arguments, else written to it (a rerun redoes only the Monte Carlo learning)."""
     from ising_moe.fit.mc_learning import mc_learning
     from ising_moe.mc.lattice import LatticeState, LatticeTarget, sweep
 
-    log(f"planted data: {n_seq} x {n} x {lam} layers, q = {q}, {data_sweeps} sweeps")
-    t0, c0 = time.perf_counter(), time.process_time()
-    lay, theta_true, data = planted_olmoe_like(lam, q, n_seq, n, n_rows, seed, data_sweeps)
-    t_data, c_data = time.perf_counter() - t0, time.process_time() - c0
-    log(f"data drawn in {t_data:.0f} s; pseudo-likelihood ({lay.n_params} parameters)")
-    t0, c0 = time.perf_counter(), time.process_time()
-    pl = PseudoLikelihood(lay, data, l2=0.1)
-    theta_pl, ok_pl, msg_pl, it_pl = minimize_lbfgs(pl, np.zeros(lay.n_params), parameter_scale(lay, data, 0.1), 500,
-                                                    1e-6)
-    t_pl, c_pl = time.perf_counter() - t0, time.process_time() - c0
+    key = np.array([lam, q, n_seq, n, n_rows, seed, data_sweeps])
+    lay = LatticeLayout(lam, q, n_rows=n_rows, couplings="potts", cross_range=1)
+    if cache is not None and Path(cache).is_file() and np.array_equal(np.load(cache)["key"], key):
+        z = np.load(cache)
+        theta_true, theta_pl = z["theta_true"], z["theta_pl"]
+        data = LatticeData.from_arrays(z["states"], z["rows"], None, q)
+        t_data, c_data, t_pl, c_pl = (float(v) for v in z["timing"][:4])
+        it_pl = int(z["timing"][4])
+        ok_pl, msg_pl = bool(z["ok_pl"]), str(z["msg_pl"])
+        log(f"data and pseudo-likelihood fit read from {cache}")
+    else:
+        log(f"planted data: {n_seq} x {n} x {lam} layers, q = {q}, {data_sweeps} sweeps")
+        t0, c0 = time.perf_counter(), time.process_time()
+        lay, theta_true, data = planted_olmoe_like(lam, q, n_seq, n, n_rows, seed, data_sweeps)
+        t_data, c_data = time.perf_counter() - t0, time.process_time() - c0
+        log(f"data drawn in {t_data:.0f} s; pseudo-likelihood ({lay.n_params} parameters)")
+        t0, c0 = time.perf_counter(), time.process_time()
+        pl = PseudoLikelihood(lay, data, l2=0.1)
+        theta_pl, ok_pl, msg_pl, it_pl = minimize_lbfgs(pl, np.zeros(lay.n_params), parameter_scale(lay, data, 0.1),
+                                                        500, 1e-6)
+        t_pl, c_pl = time.perf_counter() - t0, time.process_time() - c0
+        if cache is not None:
+            np.savez(cache, key=key, theta_true=theta_true, theta_pl=theta_pl, states=data.states, rows=data.rows,
+                     timing=[t_data, c_data, t_pl, c_pl, it_pl], ok_pl=ok_pl, msg_pl=msg_pl)
     log(f"pseudo-likelihood: {t_pl:.0f} s, {it_pl} iterations, {msg_pl}; Monte Carlo learning")
     stats = lay.statistics(data)
     p = lay.expand(theta_pl)
@@ -150,13 +168,14 @@ def mc_benchmark(lam, q, n_seq, n, n_rows, window, seed=0, data_sweeps=300, max_
         sweep(target.with_parameters(q_["token"], q_["coupling"], q_["cross"]), state, 1)
         timing["sweep"] += time.perf_counter() - t
         t = time.perf_counter()
-        mean, var = lay.moments(LatticeData(state.spins, data.rows, data.lengths, q))
+        mean, var = lay.conditional_moments(LatticeData(state.spins, data.rows, data.lengths, q), q_)
         timing["statistics"] += time.perf_counter() - t
         return mean, var, state
 
     t0, c0 = time.perf_counter(), time.process_time()
+    blocks = [sl for sl in lay.slices.values() if sl.stop > sl.start]
     res, _ = mc_learning(theta_pl, stats / n_seq, model_moments, chains, l2=0.1 / n_seq, window=window,
-                         n_batches=10, max_windows=max_windows)
+                         n_batches=10, max_windows=max_windows, step=0.2, blocks=blocks)
     t_mc, c_mc = time.perf_counter() - t0, time.process_time() - c0
     log(f"Monte Carlo learning: {t_mc:.0f} s, {res.n_iter} iterations, {res.message}")
     sl = slice(lay.slices["coupling"].start, lay.n_params)  # couplings along the text and across layers
@@ -196,6 +215,8 @@ def main():
     ap.add_argument("--mc-window", type=int, default=40)
     ap.add_argument("--mc-data-sweeps", type=int, default=300)
     ap.add_argument("--mc-max-windows", type=int, default=4)
+    ap.add_argument("--mc-cache", type=Path, default=None,
+                    help="npz file keeping the planted data and the pseudo-likelihood fit between runs")
     ap.add_argument("--skip-mc", action="store_true")
     ap.add_argument("--skip-column", action="store_true")
     args = ap.parse_args()
@@ -205,7 +226,7 @@ def main():
     if not args.skip_mc:
         results["mc_learning"] = mc_benchmark(args.mc_layers, args.mc_states, args.mc_sequences, args.mc_positions,
                                               args.mc_token_rows, args.mc_window, data_sweeps=args.mc_data_sweeps,
-                                              max_windows=args.mc_max_windows)
+                                              max_windows=args.mc_max_windows, cache=args.mc_cache)
     emit("lattice", results)
 
 

@@ -20,6 +20,17 @@ def best_time(fn, repeat: int = 3, number: int = 1) -> float:
     return best
 
 
+def best_cpu_time(fn, repeat: int = 3) -> float:
+    """Best process CPU time of one call over ``repeat`` rounds (seconds): less sensitive than wall
+    time to other jobs on a shared machine (single-threaded runs only: it sums the threads)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
 def machine() -> dict:
     import numba
     import numpy as np

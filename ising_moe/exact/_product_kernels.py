@@ -9,9 +9,11 @@ Bond ``b`` joins sites ``b`` and ``b + 1``; a homogeneous transition is stored o
 ``alpha_i`` sums to one with normaliser ``n_i``, ``beta_i(x) = sum_y W(x, y) u_{i+1}(y)`` with
 ``u_{i+1} = f_{i+1} beta_{i+1} / n_{i+1}`` and ``f_i = exp(unary_i - max unary_i)``; the site
 marginals are ``alpha_i beta_i`` and the bond marginals ``alpha_i(x) W(x, y) u_{i+1}(y)``.
-Every kernel takes the site weights ``site_weight = f`` (N, L, S) and ``site_max = max unary``
-(N, L), computed by the caller with NumPy's vectorised ``exp`` (the scalar ``exp`` of a kernel
-was half the time of a forward pass at ``S = 4096``).
+Every kernel takes the site weights as a table, ``site_weight`` (G, S) ``= exp(u_g - max u_g)`` and
+``site_max`` (G,) ``= max u_g``, and ``site_index`` (N, L): site ``i`` of sequence ``n`` has the
+potentials of row ``site_index[n, i]`` (one row per site in general; one per token for models
+whose potentials depend on the token only). The caller exponentiates with NumPy's vectorised
+``exp`` (a kernel's scalar ``exp`` was half the time of a forward pass at ``S = 4096``).
 Work is split over sequences in fixed chunks (results independent of the thread count).
 """
 
@@ -119,24 +121,27 @@ def _apply(kind, dense, fac, potts, sizes, strides, b, src, dst, tmp, transpose)
 
 
 @njit
-def _forward(fw, site_max, length, kind, dense, fac, potts, sizes, strides, tshift, alpha, norms, tmp1, tmp2):
-    """Scaled forward messages into ``alpha[:length]`` from the site weights ``fw`` (L, S)
-    ``= exp(u_i - site_max_i)``; returns ``log Z`` (``-inf`` when the sequence has zero weight)."""
-    size = fw.shape[1]
+def _forward(site_weight, site_max, idx, length, kind, dense, fac, potts, sizes, strides, tshift, alpha, norms, tmp1,
+             tmp2):
+    """Scaled forward messages into ``alpha[:length]`` of a sequence whose site ``i`` has the weights
+    ``site_weight[idx[i]]`` ``= exp(u_i - site_max[idx[i]])``; returns ``log Z`` (``-inf`` when the
+    sequence has zero weight)."""
+    size = site_weight.shape[1]
     total = 0.0
     for i in range(length):
-        m = site_max[i]
+        m = site_max[idx[i]]
         if m == -np.inf:
             return -np.inf
+        fw = site_weight[idx[i]]
         s = 0.0
         if i == 0:
             for x in range(size):
-                alpha[0, x] = fw[0, x]
-                s += fw[0, x]
+                alpha[0, x] = fw[x]
+                s += fw[x]
         else:
             _apply(kind, dense, fac, potts, sizes, strides, i - 1, alpha[i - 1], tmp1, tmp2, False)
             for x in range(size):
-                v = tmp1[x] * fw[i, x]
+                v = tmp1[x] * fw[x]
                 alpha[i, x] = v
                 s += v
             total += tshift[i - 1 if tshift.shape[0] > 1 else 0]
@@ -151,8 +156,8 @@ def _forward(fw, site_max, length, kind, dense, fac, potts, sizes, strides, tshi
 
 
 @njit
-def _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2, tmp3,
-              weight, want_pairs, pairs_dense, pairs_kron, site_sum):
+def _backward(length, kind, dense, fac, potts, sizes, strides, alpha, site_weight, idx, norms, beta, marg, u, tmp1,
+              tmp2, tmp3, weight, want_pairs, pairs_dense, pairs_kron, site_sum):
     """Backward messages into ``beta``, site marginals into ``marg`` (``weight`` times them added to
     ``site_sum``) and, with ``want_pairs``, ``weight`` times the bond marginals summed over bonds
     into ``pairs_dense`` (S, S) or, per factor, ``pairs_kron`` (F, nmax, nmax) (``want_pairs == 2``:
@@ -164,7 +169,7 @@ def _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms,
     for i in range(length - 2, -1, -1):
         inv = 1.0 / norms[i + 1]
         for y in range(size):
-            u[y] = fw[i + 1, y] * beta[i + 1, y] * inv
+            u[y] = site_weight[idx[i + 1], y] * beta[i + 1, y] * inv
         _apply(kind, dense, fac, potts, sizes, strides, i, u, beta[i], tmp1, True)
         if want_pairs:
             bt = i if (dense.shape[0] > 1 if kind == DENSE else fac.shape[0] > 1) else 0
@@ -206,16 +211,19 @@ def _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms,
 
 
 @njit(parallel=True)
-def product_pass(site_weight, site_max, lengths, weights, kind, dense, fac, potts, sizes, strides, tshift, n_chunks,
-                 want_marginals, want_pairs, groups, log_z, marginals, site_sums, pairs_dense, pairs_kron, group_sums):
+def product_pass(site_weight, site_max, site_index, lengths, weights, kind, dense, fac, potts, sizes, strides, tshift,
+                 n_chunks, want_marginals, want_pairs, groups, log_z, marginals, site_sums, pairs_dense, pairs_kron,
+                 group_sums):
     """Forward-backward of every sequence.
 
     Parameters
     ----------
-    site_weight : ndarray, shape (N, L, S)
-        ``exp(unary - site_max)`` of the log site potentials ``unary`` (``-inf``: forbidden state).
-    site_max : ndarray, shape (N, L)
-        ``max_x unary[n, i, x]`` (``-inf``: no allowed state).
+    site_weight : ndarray, shape (G, S)
+        ``exp(unary - site_max)`` of the rows of log site potentials ``unary`` (``-inf``: forbidden).
+    site_max : ndarray, shape (G,)
+        ``max_x unary[g, x]`` (``-inf``: no allowed state).
+    site_index : int64 (N, L)
+        The row of every site.
     lengths : int64 (N,); weights : float (N,)
     kind, dense, fac, potts, sizes, strides, tshift
         Transition (see the module docstring); ``potts`` (n_bond_tables, F) flags Potts-form factors;
@@ -232,7 +240,8 @@ def product_pass(site_weight, site_max, lengths, weights, kind, dense, fac, pott
     group_sums : out (n_chunks, G, S): ``weight`` times the marginals summed per group
     """
     want_groups = groups.shape[0] > 0
-    n_seq, n_sites, size = site_weight.shape
+    n_seq, n_sites = site_index.shape
+    size = site_weight.shape[1]
     for c in prange(n_chunks):
         alpha = np.empty((n_sites, size))
         beta = np.empty((n_sites, size))
@@ -244,16 +253,16 @@ def product_pass(site_weight, site_max, lengths, weights, kind, dense, fac, pott
         tmp3 = np.empty(size)
         for s in range(c, n_seq, n_chunks):
             length = lengths[s]
-            fw = site_weight[s]
-            lz = _forward(fw, site_max[s], length, kind, dense, fac, potts, sizes, strides, tshift, alpha, norms, tmp1,
-                          tmp2)
+            idx = site_index[s]
+            lz = _forward(site_weight, site_max, idx, length, kind, dense, fac, potts, sizes, strides, tshift, alpha,
+                          norms, tmp1, tmp2)
             log_z[s] = lz
             if lz == -np.inf:
                 if want_marginals:
                     marginals[s] = np.nan
                 continue
-            _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2,
-                      tmp3, weights[s], want_pairs, pairs_dense[c], pairs_kron[c], site_sums[c])
+            _backward(length, kind, dense, fac, potts, sizes, strides, alpha, site_weight, idx, norms, beta, marg, u,
+                      tmp1, tmp2, tmp3, weights[s], want_pairs, pairs_dense[c], pairs_kron[c], site_sums[c])
             if want_groups:
                 ws = weights[s]
                 for i in range(length):
@@ -270,25 +279,28 @@ def product_pass(site_weight, site_max, lengths, weights, kind, dense, fac, pott
 
 
 @njit(parallel=True)
-def product_log_z(site_weight, site_max, lengths, kind, dense, fac, potts, sizes, strides, tshift, n_chunks, log_z):
+def product_log_z(site_weight, site_max, site_index, lengths, kind, dense, fac, potts, sizes, strides, tshift, n_chunks,
+                  log_z):
     """``log_z[s]`` of every sequence: the forward pass only (half the work of ``product_pass``)."""
-    n_seq, n_sites, size = site_weight.shape
+    n_seq, n_sites = site_index.shape
+    size = site_weight.shape[1]
     for c in prange(n_chunks):
         alpha = np.empty((n_sites, size))
         norms = np.empty(n_sites)
         tmp1 = np.empty(size)
         tmp2 = np.empty(size)
         for s in range(c, n_seq, n_chunks):
-            log_z[s] = _forward(site_weight[s], site_max[s], lengths[s], kind, dense, fac, potts, sizes, strides,
-                                tshift, alpha, norms, tmp1, tmp2)
+            log_z[s] = _forward(site_weight, site_max, site_index[s], lengths[s], kind, dense, fac, potts, sizes,
+                                strides, tshift, alpha, norms, tmp1, tmp2)
 
 
 @njit(parallel=True)
-def product_sample(site_weight, site_max, lengths, kind, dense, fac, potts, sizes, strides, tshift, uniforms, n_chunks,
-                   out):
+def product_sample(site_weight, site_max, site_index, lengths, kind, dense, fac, potts, sizes, strides, tshift,
+                   uniforms, n_chunks, out):
     """Forward filtering, backward sampling: ``out[s, :lengths[s]]`` one exact draw of sequence ``s``
     from its ``uniforms[s]`` (``-1`` past the length)."""
-    n_seq, n_sites, size = site_weight.shape
+    n_seq, n_sites = site_index.shape
+    size = site_weight.shape[1]
     n_fac = sizes.shape[0]
     for c in prange(n_chunks):
         alpha = np.empty((n_sites, size))
@@ -299,9 +311,9 @@ def product_sample(site_weight, site_max, lengths, kind, dense, fac, potts, size
         for s in range(c, n_seq, n_chunks):
             length = lengths[s]
             out[s, :] = -1
-            fw = site_weight[s]
-            lz = _forward(fw, site_max[s], length, kind, dense, fac, potts, sizes, strides, tshift, alpha, norms, tmp1,
-                          tmp2)
+            idx = site_index[s]
+            lz = _forward(site_weight, site_max, idx, length, kind, dense, fac, potts, sizes, strides, tshift, alpha,
+                          norms, tmp1, tmp2)
             if lz == -np.inf:
                 continue
             for i in range(length - 1, -1, -1):
@@ -336,8 +348,8 @@ def product_sample(site_weight, site_max, lengths, kind, dense, fac, potts, size
 
 
 @njit(parallel=True)
-def product_two_point(site_weight, site_max, lengths, observed, kind, dense, fac, potts, sizes, strides, tshift, factor,
-                      max_distance, n_chunks, out):
+def product_two_point(site_weight, site_max, site_index, lengths, observed, kind, dense, fac, potts, sizes, strides,
+                      tshift, factor, max_distance, n_chunks, out):
     """``out[c, i, r, a, b] += P(x_{f,i} = a, x_{f,i+r} = b)`` summed over the sequences of chunk ``c``
     observed at ``i`` and ``i + r`` (``f = factor``, ``r = 0..max_distance``).
 
@@ -345,7 +357,8 @@ def product_two_point(site_weight, site_max, lengths, observed, kind, dense, fac
     ``g_{j+1}(y) = [sum_x g_j(x) W_j(x, y)] f_{j+1}(y) / n_{j+1}``,
     ``P(x_{f,i} = a, x_j) = g_j beta_j``.
     """
-    n_seq, n_sites, size = site_weight.shape
+    n_seq, n_sites = site_index.shape
+    size = site_weight.shape[1]
     n = sizes[factor]
     stride = strides[factor]
     for c in prange(n_chunks):
@@ -363,13 +376,13 @@ def product_two_point(site_weight, site_max, lengths, observed, kind, dense, fac
         dummy_s = np.zeros((n_sites, size))
         for s in range(c, n_seq, n_chunks):
             length = lengths[s]
-            fw = site_weight[s]
-            lz = _forward(fw, site_max[s], length, kind, dense, fac, potts, sizes, strides, tshift, alpha, norms, tmp1,
-                          tmp2)
+            idx = site_index[s]
+            lz = _forward(site_weight, site_max, idx, length, kind, dense, fac, potts, sizes, strides, tshift, alpha,
+                          norms, tmp1, tmp2)
             if lz == -np.inf:
                 continue
-            _backward(length, kind, dense, fac, potts, sizes, strides, alpha, fw, norms, beta, marg, u, tmp1, tmp2,
-                      tmp3, 0.0, 0, dummy_d, dummy_k, dummy_s)
+            _backward(length, kind, dense, fac, potts, sizes, strides, alpha, site_weight, idx, norms, beta, marg, u,
+                      tmp1, tmp2, tmp3, 0.0, 0, dummy_d, dummy_k, dummy_s)
             for i in range(length):
                 if not observed[s, i]:
                     continue
@@ -385,7 +398,7 @@ def product_two_point(site_weight, site_max, lengths, observed, kind, dense, fac
                         for a in range(n):
                             _apply(kind, dense, fac, potts, sizes, strides, j - 1, g[a], tmp1, tmp2, False)
                             for y in range(size):
-                                g[a, y] = tmp1[y] * fw[j, y] * inv
+                                g[a, y] = tmp1[y] * site_weight[idx[j], y] * inv
                     if not observed[s, j]:
                         continue
                     for a in range(n):

@@ -202,39 +202,56 @@ def unravel(joint, factor_sizes) -> np.ndarray:
     return out
 
 
-def _prepare(log_unary, transition: Transition, lengths):
+def _prepare(log_unary, transition: Transition, lengths, rows=None):
+    """Validate; the site weights as a table: ``(site_weight (G, S), site_max (G,), site_index (N, L),
+    lengths, packed transition)`` (see :mod:`._product_kernels`)."""
     if not isinstance(transition, Transition):
         raise InvalidParameterError(f"transition must be a Transition (Transition.dense or .kronecker), "
                                     f"got {type(transition).__name__}")
-    unary = np.ascontiguousarray(log_unary, dtype=float)
-    if unary.ndim != 3:
-        raise InvalidParameterError(f"log_unary must have shape (n_sequences, n_sites, n_states), got {unary.shape}")
-    n_seq, n_sites, size = unary.shape
+    table = np.ascontiguousarray(log_unary, dtype=float)
+    if rows is None:
+        if table.ndim != 3:
+            raise InvalidParameterError(f"log_unary must have shape (n_sequences, n_sites, n_states), got "
+                                        f"{table.shape}")
+        n_seq, n_sites, size = table.shape
+        table = table.reshape(n_seq * n_sites, size)
+        index = np.arange(n_seq * n_sites, dtype=np.int64).reshape(n_seq, n_sites)
+    else:
+        index = np.ascontiguousarray(rows, dtype=np.int64)
+        if table.ndim != 2 or index.ndim != 2:
+            raise InvalidParameterError(f"with rows, log_unary must have shape (n_rows, n_states) and rows "
+                                        f"(n_sequences, n_sites), got {table.shape} and {index.shape}")
+        (n_seq, n_sites), size = index.shape, table.shape[1]
     if size != transition.n_states:
         raise InvalidParameterError(f"log_unary has {size} states per site, the transition {transition.n_states} "
                                     f"(= prod {transition.factor_sizes})")
-    site_max = unary.max(axis=2)  # NaN where a site has a NaN, +inf where it has +inf
-    if np.isnan(site_max).any() or np.isposinf(site_max).any():
-        raise InvalidParameterError("log_unary has NaN or +inf entries (use -inf for a forbidden state)")
     if lengths is None:
         lens = np.full(n_seq, n_sites, dtype=np.int64)
     else:
         lens = np.ascontiguousarray(lengths, dtype=np.int64)
         if lens.shape != (n_seq,) or (lens < 1).any() or (lens > n_sites).any():
             raise InvalidParameterError(f"lengths must be {n_seq} integers in 1..{n_sites}")
-    # exp in NumPy (vectorised, in one buffer) rather than in the kernels: f = exp(u - max u) per site
-    site_weight = np.subtract(unary, np.where(np.isfinite(site_max), site_max, 0.0)[:, :, None])
+    if rows is not None:
+        inside = np.arange(n_sites)[None, :] < lens[:, None]
+        if (index[inside] < 0).any() or (index[inside] >= table.shape[0]).any():
+            raise InvalidParameterError(f"rows must index log_unary's {table.shape[0]} rows inside every length")
+        index = np.where(inside, index, 0)  # sites past a length are never read
+    site_max = table.max(axis=1)  # NaN where a row has a NaN, +inf where it has +inf
+    if np.isnan(site_max).any() or np.isposinf(site_max).any():
+        raise InvalidParameterError("log_unary has NaN or +inf entries (use -inf for a forbidden state)")
+    # exp in NumPy (vectorised, in one buffer) rather than in the kernels: f = exp(u - max u) per row
+    site_weight = np.subtract(table, np.where(np.isfinite(site_max), site_max, 0.0)[:, None])
     np.exp(site_weight, out=site_weight)
-    return site_weight, site_max, lens, transition._packed(n_sites)
+    return site_weight, site_max, index, lens, transition._packed(n_sites)
 
 
 def forward_backward(log_unary, transition: Transition, lengths=None, *, weights=None, marginals: bool = True,
-                     pairs: bool = True, groups=None, n_groups: int | None = None) -> ProductChainResult:
+                     pairs: bool = True, groups=None, n_groups: int | None = None, rows=None) -> ProductChainResult:
     """Exact ``log Z``, site marginals and summed pair statistics of every sequence.
 
     Parameters
     ----------
-    log_unary : array_like, shape (N, L, S)
+    log_unary : array_like, shape (N, L, S), or (G, S) with ``rows``
     transition : Transition
     lengths : array_like of int, shape (N,), optional
         Sites of each sequence (default ``L``).
@@ -252,13 +269,17 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
         per-sequence marginals.
     n_groups : int, optional
         ``G`` (default ``max(groups) + 1``).
+    rows : array_like of int, shape (N, L), optional
+        Site ``i`` of sequence ``n`` has the potentials ``log_unary[rows[n, i]]`` (a table of ``G``
+        rows, e.g. one per token: no (N, L, S) array is built). Also for :func:`log_partition`,
+        :func:`sample` and :func:`two_point`.
 
     Returns
     -------
     ProductChainResult
     """
-    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
-    n_seq, n_sites, size = site_weight.shape
+    site_weight, site_max, index, lens, packed = _prepare(log_unary, transition, lengths, rows)
+    (n_seq, n_sites), size = index.shape, site_weight.shape[1]
     w = np.ones(n_seq) if weights is None else np.ascontiguousarray(weights, dtype=float)
     if w.shape != (n_seq,) or not np.isfinite(w).all():
         raise InvalidParameterError(f"weights must be {n_seq} finite numbers")
@@ -286,7 +307,7 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
         if (grp[inside] < 0).any() or (grp[inside] >= n_grp).any():
             raise InvalidParameterError(f"groups must be in 0..{n_grp - 1} inside every sequence's length")
     gs = np.zeros((n_chunks, max(n_grp, 1), size) if n_grp else (n_chunks, 1, 1))
-    PK.product_pass(site_weight, site_max, lens, w, kind, dense, fac, potts, sizes, strides, tshift, n_chunks, bool(marginals),
+    PK.product_pass(site_weight, site_max, index, lens, w, kind, dense, fac, potts, sizes, strides, tshift, n_chunks, bool(marginals),
                     want_pairs, grp, log_z, marg, site, pd, pk, gs)
     pair_counts = None
     if pairs is not False:
@@ -304,16 +325,16 @@ def forward_backward(log_unary, transition: Transition, lengths=None, *, weights
                               group_counts=frozen(gs.sum(axis=0)) if n_grp else None)
 
 
-def log_partition(log_unary, transition: Transition, lengths=None) -> np.ndarray:
+def log_partition(log_unary, transition: Transition, lengths=None, *, rows=None) -> np.ndarray:
     """``log Z`` of every sequence, shape (N,): the forward pass of :func:`forward_backward` alone
     (``-inf`` for a sequence with zero weight)."""
-    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
-    out = np.empty(site_weight.shape[0])
-    PK.product_log_z(site_weight, site_max, lens, *packed, max(1, min(N_CHUNKS, site_weight.shape[0])), out)
+    site_weight, site_max, index, lens, packed = _prepare(log_unary, transition, lengths, rows)
+    out = np.empty(index.shape[0])
+    PK.product_log_z(site_weight, site_max, index, lens, *packed, max(1, min(N_CHUNKS, index.shape[0])), out)
     return frozen(out)
 
 
-def sample(log_unary, transition: Transition, lengths=None, rng: RngLike = None) -> np.ndarray:
+def sample(log_unary, transition: Transition, lengths=None, rng: RngLike = None, *, rows=None) -> np.ndarray:
     """One exact draw per sequence (forward filtering, backward sampling).
 
     Returns
@@ -322,16 +343,16 @@ def sample(log_unary, transition: Transition, lengths=None, rng: RngLike = None)
         Joint state indices (:func:`unravel` for the factors); ``-1`` beyond the length and for a
         sequence of zero weight. Repeat rows of ``log_unary`` for several draws of one sequence.
     """
-    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
+    site_weight, site_max, index, lens, packed = _prepare(log_unary, transition, lengths, rows)
     gen = as_generator(rng)
-    uniforms = gen.random(site_max.shape)
-    out = np.empty(site_max.shape, dtype=np.int64)
-    PK.product_sample(site_weight, site_max, lens, *packed, uniforms, max(1, min(N_CHUNKS, site_max.shape[0])), out)
+    uniforms = gen.random(index.shape)
+    out = np.empty(index.shape, dtype=np.int64)
+    PK.product_sample(site_weight, site_max, index, lens, *packed, uniforms, max(1, min(N_CHUNKS, index.shape[0])), out)
     return out
 
 
 def two_point(log_unary, transition: Transition, factor: int, max_distance: int, lengths=None,
-              observed=None) -> np.ndarray:
+              observed=None, *, rows=None) -> np.ndarray:
     """Two-site marginals of one factor summed over sequences.
 
     Parameters
@@ -349,8 +370,8 @@ def two_point(log_unary, transition: Transition, factor: int, max_distance: int,
     ndarray, shape (L, R + 1, n_f, n_f)
         ``sum_n P_n(x_{f,i} = a, x_{f,i+r} = b)``; ``trace`` over ``(a, b)`` gives the same-state sums.
     """
-    site_weight, site_max, lens, packed = _prepare(log_unary, transition, lengths)
-    n_seq, n_sites, _ = site_weight.shape
+    site_weight, site_max, index, lens, packed = _prepare(log_unary, transition, lengths, rows)
+    n_seq, n_sites = index.shape
     f = as_int(factor, "factor", 0, len(transition.factor_sizes) - 1)
     r_max = as_int(max_distance, "max_distance", 0, max(n_sites - 1, 0))
     obs = np.ones((n_seq, n_sites), bool) if observed is None else np.ascontiguousarray(observed, dtype=bool)
@@ -359,5 +380,5 @@ def two_point(log_unary, transition: Transition, factor: int, max_distance: int,
     n_chunks = max(1, min(N_CHUNKS, n_seq))
     n = transition.factor_sizes[f]
     out = np.zeros((n_chunks, n_sites, r_max + 1, n, n))
-    PK.product_two_point(site_weight, site_max, lens, obs, *packed, f, r_max, n_chunks, out)
+    PK.product_two_point(site_weight, site_max, index, lens, obs, *packed, f, r_max, n_chunks, out)
     return frozen(out.sum(axis=0))

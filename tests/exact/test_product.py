@@ -175,14 +175,14 @@ def test_kernels_match_python():
     rng = np.random.default_rng(6)
     unary = rng.normal(size=(3, 4, 6))
     trans = P.Transition.kronecker(rng.normal(size=(2, 2)), rng.normal(size=(3, 3)))
-    site_weight, site_max, lens, packed = P._prepare(unary, trans, None)
+    site_weight, site_max, index, lens, packed = P._prepare(unary, trans, None)
     assert not packed[3].any()  # random factors are not Potts
     outs = []
     for fn in (PK.product_pass, PK.product_pass.py_func):
         log_z, marg = np.empty(3), np.empty((3, 4, 6))
         site, pd, pk = np.zeros((2, 4, 6)), np.zeros((2, 1, 1)), np.zeros((2, 2, 3, 3))
         gs = np.zeros((2, 3, 6))
-        fn(site_weight, site_max, lens, np.ones(3), *packed, 2, True, 1, np.arange(12).reshape(3, 4) % 3, log_z, marg, site, pd,
+        fn(site_weight, site_max, index, lens, np.ones(3), *packed, 2, True, 1, np.arange(12).reshape(3, 4) % 3, log_z, marg, site, pd,
            pk, gs)
         outs.append((log_z, marg, site, pk, gs))
     for a, b in zip(*outs):
@@ -200,6 +200,29 @@ def test_log_partition_alone_matches_forward_backward():
         alone = P.log_partition(unary, trans, lengths=[6, 4, 1, 6])
         np.testing.assert_allclose(alone, full, rtol=1e-13)
         assert alone[3] == -np.inf
+
+
+def test_row_table_equals_per_site_potentials():
+    """``rows=``: a (G, S) table indexed per site gives what the (N, L, S) array it stands for gives."""
+    rng = np.random.default_rng(9)
+    table = rng.normal(size=(5, 12))
+    table[4, :3] = -np.inf
+    rows = rng.integers(0, 5, (4, 7))
+    lengths = [7, 5, 2, 7]
+    trans = P.Transition.kronecker(rng.normal(size=(3, 3)), rng.normal(size=(4, 4)))
+    full = P.forward_backward(table[rows], trans, lengths)
+    indexed = P.forward_backward(table, trans, lengths, rows=rows)
+    np.testing.assert_allclose(indexed.log_partition, full.log_partition, rtol=1e-13)
+    np.testing.assert_allclose(indexed.marginals, full.marginals, atol=1e-13)
+    for a, b in zip(indexed.pair_counts, full.pair_counts):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    np.testing.assert_allclose(P.log_partition(table, trans, lengths, rows=rows), full.log_partition, rtol=1e-13)
+    assert (P.sample(table, trans, lengths, rng=3, rows=rows) == P.sample(table[rows], trans, lengths, rng=3)).all()
+    np.testing.assert_allclose(P.two_point(table, trans, 1, 3, lengths, rows=rows),
+                               P.two_point(table[rows], trans, 1, 3, lengths), atol=1e-12)
+    rows[0, 0] = 5  # outside the table inside a length
+    with pytest.raises(InvalidParameterError, match="rows"):
+        P.log_partition(table, trans, lengths, rows=rows)
 
 
 def test_bad_input_is_named():

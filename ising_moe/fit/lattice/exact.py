@@ -14,8 +14,9 @@ So ``log Z(t)``, the likelihood, its exact gradient (data minus model moments: s
 summed per token row for the fields and cross-layer couplings, the per-factor bond statistics for
 the couplings) and exact samples (forward filtering, backward sampling) cost
 ``O(n Λ q^{Λ+1})`` per sequence: exact for the shipped organisms (4 layers x 8 experts: 4,096
-column states). Sequences are processed in batches whose unary tables stay below
-:data:`MAX_BATCH_DOUBLES` doubles.
+column states). The site potentials depend on the token only, so the passes read one table row
+per token row (``rows=`` of :mod:`ising_moe.exact.product`); passes that return marginals run in
+batches whose marginals stay below :data:`MAX_BATCH_DOUBLES` doubles.
 """
 
 from __future__ import annotations
@@ -78,11 +79,11 @@ class ExactLattice:
                 f"the exact solver's {MAX_COLUMN_STATES}: fit with method='pseudo-likelihood' or 'monte-carlo'")
         return size
 
-    def _batches(self, data: LatticeData):
-        per = max(1, MAX_BATCH_DOUBLES // (data.n_sites * self.size))
-        for start in range(0, data.n_sequences, per):
-            idx = np.arange(start, min(start + per, data.n_sequences))
-            yield idx, self.unary[data.rows[idx]]
+    def _batches(self, n_sequences: int, n_sites: int):
+        """Sequence index batches whose (B, n, q^Λ) marginals stay within :data:`MAX_BATCH_DOUBLES`."""
+        per = max(1, MAX_BATCH_DOUBLES // (n_sites * self.size))
+        for start in range(0, n_sequences, per):
+            yield np.arange(start, min(start + per, n_sequences))
 
     def log_partition(self, data: LatticeData) -> np.ndarray:
         """``log Z(t)`` of every sequence, shape (S,).
@@ -102,10 +103,8 @@ class ExactLattice:
                 out += ExactLattice(one, theta).log_partition(LatticeData(data.states[:, l:l + 1], data.rows,
                                                                           data.lengths, data.n_states))
             return out
-        out = np.empty(data.n_sequences)
-        for idx, u in self._batches(data):
-            out[idx] = log_partition(u, self.transition, data.lengths[idx])
-        return out
+        # the potentials depend on the token only: one row of self.unary per token row
+        return np.array(log_partition(self.unary, self.transition, data.lengths, rows=data.rows))
 
     def log_likelihood(self, data: LatticeData) -> np.ndarray:
         """Exact ``log P(x | t)`` of every sequence, shape (S,)."""
@@ -122,8 +121,9 @@ class ExactLattice:
         log_z = np.empty(data.n_sequences)
         per_row = np.zeros((lay.n_rows, self.size))
         coup = np.zeros((lam, q, q))
-        for idx, u in self._batches(data):
-            res = forward_backward(u, self.transition, data.lengths[idx], marginals=True, pairs=True)
+        for idx in self._batches(data.n_sequences, data.n_sites):
+            res = forward_backward(self.unary, self.transition, data.lengths[idx], marginals=True, pairs=True,
+                                   rows=data.rows[idx])
             log_z[idx] = res.log_partition
             LK.add_row_marginals(res.marginals, data.rows[idx], data.lengths[idx], per_row)
             coup += np.stack(res.pair_counts)
@@ -151,10 +151,8 @@ class ExactLattice:
         gen = as_generator(rng)
         n = rows.shape[1]
         out = np.zeros((rows.shape[0], self.layout.n_layers, n), dtype=np.int64)
-        per = max(1, MAX_BATCH_DOUBLES // (n * self.size))
-        for start in range(0, rows.shape[0], per):
-            idx = np.arange(start, min(start + per, rows.shape[0]))
-            joint = product_sample(self.unary[rows[idx]], self.transition, lengths[idx], gen)
+        for idx in self._batches(rows.shape[0], n):
+            joint = product_sample(self.unary, self.transition, lengths[idx], gen, rows=rows[idx])
             out[idx] = np.maximum(unravel(joint, (self.layout.n_states,) * self.layout.n_layers), 0).transpose(0, 2, 1)
         return out
 

@@ -24,10 +24,12 @@ HEAT_BATH, METROPOLIS = 0, 1
 
 
 @njit(inline="always")
-def site_logits(x, row, l, i, n, token, coupling, cross, pairs, out):
+def site_logits(x, row, l, i, n, token, coupling, coupling_t, cross, cross_t, pairs, out):
     """Conditional log-weights ``out[a]`` of site ``(l, i)`` in state ``a`` given every other site.
 
     ``x`` (Λ, n_sites) is the chain, ``row`` the token row of position ``i``, ``n`` the length.
+    ``coupling_t``, ``cross_t``: the tables transposed, so that every inner loop reads a contiguous
+    row (a column of a (q, q) table is q cache lines at q = 64).
     """
     q = out.shape[0]
     for a in range(q):
@@ -39,12 +41,12 @@ def site_logits(x, row, l, i, n, token, coupling, cross, pairs, out):
     if i < n - 1:
         right = x[l, i + 1]
         for a in range(q):
-            out[a] += coupling[l, a, right]
+            out[a] += coupling_t[l, right, a]
     for p in range(pairs.shape[0]):
         if pairs[p, 0] == l:
             other = x[pairs[p, 1], i]
             for a in range(q):
-                out[a] += cross[p, a, other]
+                out[a] += cross_t[p, other, a]
         elif pairs[p, 1] == l:
             other = x[pairs[p, 0], i]
             for a in range(q):
@@ -72,12 +74,12 @@ def site_delta(x, row, l, i, n, old, new, token, coupling, cross, pairs):
 
 
 @njit
-def heat_bath_sweep(x, rows, n, st, token, coupling, cross, pairs, buf):
+def heat_bath_sweep(x, rows, n, st, token, coupling, coupling_t, cross, cross_t, pairs, buf):
     """One sequential heat-bath sweep (layer by layer, positions in order) of one chain."""
     q = buf.shape[0]
     for l in range(x.shape[0]):
         for i in range(n):
-            site_logits(x, rows[i], l, i, n, token, coupling, cross, pairs, buf)
+            site_logits(x, rows[i], l, i, n, token, coupling, coupling_t, cross, cross_t, pairs, buf)
             top = buf[0]
             for a in range(1, q):
                 top = max(top, buf[a])
@@ -118,8 +120,10 @@ def metropolis_sweep(x, rows, n, st, token, coupling, cross, pairs):
 
 
 @njit(parallel=True)
-def run_sweeps(spins, rows, lengths, rng_state, token, coupling, cross, pairs, n_sweeps, update, accepted):
+def run_sweeps(spins, rows, lengths, rng_state, token, coupling, coupling_t, cross, cross_t, pairs, n_sweeps, update,
+               accepted):
     """``n_sweeps`` sweeps of every chain (``prange`` over chains); ``accepted[c]`` += accepted moves.
+    ``coupling_t``, ``cross_t``: the tables transposed (:func:`site_logits`).
 
     ``spins`` (C, Λ, n_sites) int64 are updated in place, ``rows`` (C, n_sites), ``lengths`` (C,),
     ``rng_state`` (C, 4) uint64 advanced in place.
@@ -131,6 +135,7 @@ def run_sweeps(spins, rows, lengths, rng_state, token, coupling, cross, pairs, n
         x = spins[c]
         for _ in range(n_sweeps):
             if update == HEAT_BATH:
-                accepted[c] += heat_bath_sweep(x, rows[c], lengths[c], st, token, coupling, cross, pairs, buf)
+                accepted[c] += heat_bath_sweep(x, rows[c], lengths[c], st, token, coupling, coupling_t, cross, cross_t,
+                                               pairs, buf)
             else:
                 accepted[c] += metropolis_sweep(x, rows[c], lengths[c], st, token, coupling, cross, pairs)

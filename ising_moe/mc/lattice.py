@@ -37,6 +37,11 @@ __all__ = ["LATTICE_UPDATES", "LatticeTarget", "LatticeState", "sweep", "sample"
 LATTICE_UPDATES = {"heat-bath": LK.HEAT_BATH, "metropolis": LK.METROPOLIS}
 
 
+def transposed(tables: np.ndarray) -> np.ndarray:
+    """(K, q, q) tables with their last two axes swapped, contiguous (the kernels read rows)."""
+    return np.ascontiguousarray(np.swapaxes(tables, -1, -2))
+
+
 @dataclass(frozen=True, eq=False)
 class LatticeTarget:
     """Conditional lattice distribution of ``C`` sequences (one chain each).
@@ -155,7 +160,8 @@ def sweep(target: LatticeTarget, state: LatticeState, n_sweeps: int = 1, update:
         raise InvalidParameterError(f"state of shape {state.spins.shape} for a target of {target.n_chains} chains x "
                                     f"{target.n_layers} layers x {target.n_sites} sites")
     LK.run_sweeps(state.spins, target.rows, target.lengths, state.rng_state, target.token, target.coupling,
-                  target.cross, target.pairs, n_sweeps, LATTICE_UPDATES[update], state.accepted)
+                  transposed(target.coupling), target.cross, transposed(target.cross), target.pairs, n_sweeps,
+                  LATTICE_UPDATES[update], state.accepted)
     state.n_sweeps += n_sweeps
     return state
 

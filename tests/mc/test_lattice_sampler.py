@@ -17,7 +17,7 @@ from oracles import chi_square_pvalue
 
 from ising_moe.fit.lattice import ExactLattice, LatticeData, LatticeLayout
 from ising_moe.mc import _lattice_kernels as LK
-from ising_moe.mc.lattice import LatticeState, LatticeTarget, sample, sweep
+from ising_moe.mc.lattice import LatticeState, LatticeTarget, sample, sweep, transposed
 from ising_moe.stats import estimate
 
 P_MIN = 1e-6
@@ -99,7 +99,8 @@ def test_kernel_matches_python_version():
         for update in (LK.HEAT_BATH, LK.METROPOLIS):
             state = LatticeState.initial(target, rng=7)
             fn(state.spins, target.rows, target.lengths, state.rng_state, target.token, target.coupling,
-               target.cross, target.pairs, 20, update, state.accepted)
+               transposed(target.coupling), target.cross, transposed(target.cross), target.pairs, 20, update,
+               state.accepted)
             out.append(state.spins.copy())
     np.testing.assert_array_equal(out[0], out[2])
     np.testing.assert_array_equal(out[1], out[3])

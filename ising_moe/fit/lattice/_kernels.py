@@ -14,6 +14,7 @@ import numpy as np
 from numba import prange
 
 from ..._numba import njit
+from ...mc._lattice_kernels import site_logits
 
 
 @njit
@@ -46,30 +47,10 @@ def lattice_counts_per_sequence(states, rows, lengths, pairs, tok, coup, cross):
 
 @njit
 def _conditional(x, row, l, i, n, token, coupling, coupling_t, cross, cross_t, pairs, buf):
-    """``buf[a] = P(x_{l,i} = a | rest, t)``; returns ``log P`` of the observed state.
-
-    ``coupling_t``, ``cross_t``: the tables transposed, so that every inner loop reads a contiguous
-    row (a column of a (q, q) table is q cache lines at q = 64)."""
+    """``buf[a] = P(x_{l,i} = a | rest, t)`` (the sampler's :func:`site_logits`, normalised); returns
+    ``log P`` of the observed state."""
     q = buf.shape[0]
-    for a in range(q):
-        buf[a] = token[l, row, a]
-    if i > 0:
-        left = x[l, i - 1]
-        for a in range(q):
-            buf[a] += coupling[l, left, a]
-    if i < n - 1:
-        right = x[l, i + 1]
-        for a in range(q):
-            buf[a] += coupling_t[l, right, a]
-    for p in range(pairs.shape[0]):
-        if pairs[p, 0] == l:
-            other = x[pairs[p, 1], i]
-            for a in range(q):
-                buf[a] += cross_t[p, other, a]
-        elif pairs[p, 1] == l:
-            other = x[pairs[p, 0], i]
-            for a in range(q):
-                buf[a] += cross[p, other, a]
+    site_logits(x, row, l, i, n, token, coupling, coupling_t, cross, cross_t, pairs, buf)
     top = buf[0]
     for a in range(1, q):
         top = max(top, buf[a])

@@ -37,17 +37,13 @@ import numpy as np
 
 from ..._util import as_int
 from ...errors import InvalidParameterError
+from ...mc.lattice import transposed
 from ..params import zero_sum_basis
 from . import _kernels as LK
 
-__all__ = ["LATTICE_COUPLINGS", "LatticeData", "LatticeLayout", "transposed"]
+__all__ = ["LATTICE_COUPLINGS", "LatticeData", "LatticeLayout"]
 
 LATTICE_COUPLINGS = ("potts", "full", "none")
-
-
-def transposed(tables: np.ndarray) -> np.ndarray:
-    """(K, q, q) tables with their last two axes swapped, contiguous."""
-    return np.ascontiguousarray(np.swapaxes(tables, -1, -2))
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,8 +21,9 @@ import math
 import numpy as np
 from scipy import optimize
 
+from ...mc.lattice import transposed
 from . import _kernels as LK
-from .params import LatticeData, LatticeLayout, transposed
+from .params import LatticeData, LatticeLayout
 
 __all__ = ["PseudoLikelihood", "minimize_lbfgs", "chunk_bounds"]
 

@@ -254,7 +254,7 @@ def measure(data_file, compare_file, layers, max_distance, block_sizes, dropped,
                    "lattice.h5, the 'lattice' block of summary.json and lattice.png/pdf.")
 @click.option("--lattice-method", type=click.Choice(["auto", "exact", "pseudo-likelihood", "monte-carlo"]),
               default="auto", show_default=True,
-              help="How the lattice is fitted (auto: pairs by pseudo-likelihood, the whole lattice by Monte Carlo "
+              help="How the lattice is fitted (auto: pairs exactly up to 32 experts, the whole lattice by Monte Carlo "
                    "learning; exact: every model by the exact column transfer operator).")
 @executor_options
 @click.option("--seed", type=SEED, default=0, show_default=True)

@@ -20,10 +20,13 @@ two layers at one token, pooled over the test tokens; the model's from its joint
 marginals, or the draws) on the same tokens, the same estimator. Its error: bootstrap over test
 sequences.
 
-Methods (``method``): ``"auto"`` fits the pairs by pseudo-likelihood and the whole lattice by Monte
-Carlo learning from its pseudo-likelihood fit (exact gradients of a 4 x 8 organism column cost
-~3.7 s per sequence per evaluation on the loaded 2-core development machine, too slow for a
-default); ``"exact"`` fits every model exactly (columns up to
+Methods (``method``): ``"auto"`` fits the pairs exactly where their column has at most
+:data:`MAX_EXACT_PAIR_STATES` states (``q <= 32``), else by pseudo-likelihood, and the whole
+lattice by Monte Carlo learning from its pseudo-likelihood fit. Pseudo-likelihood is consistent,
+but on routing whose experts are nearly determined by the token it can be far from the maximum
+of the likelihood the pairs are scored by: on ``olmoe-tiny`` layers 2-3 its cross-layer gain was
+-0.41 ± 0.01 bits/token where the exact fit's is +0.079 ± 0.003 (0-1: +0.054 against +0.059).
+``"exact"`` fits every model exactly (columns up to
 :data:`~ising_moe.fit.lattice.exact.MAX_COLUMN_STATES`); ``"pseudo-likelihood"`` and
 ``"monte-carlo"`` fit every model that way. Every fitted model is scored by the exact likelihood
 where it can be.
@@ -47,6 +50,8 @@ __all__ = ["LatticeReport", "analyze_lattice", "crosslayer_mutual_information", 
 _LN2 = math.log(2.0)
 #: largest column scored exactly on the held-out sequences (one forward pass per test sequence)
 MAX_SCORE_STATES = 4096
+#: largest pair column (q^2) that ``method="auto"`` fits exactly
+MAX_EXACT_PAIR_STATES = 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -293,7 +298,9 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
     lam = len(layer_ids)
     tok = (lambda idx: None) if tokens is None else (lambda idx: tokens[idx])
-    pair_method = "pseudo-likelihood" if method == "auto" else method
+    pair_method = method
+    if method == "auto":
+        pair_method = "exact" if q**2 <= MAX_EXACT_PAIR_STATES else "pseudo-likelihood"
     full_method = "monte-carlo" if method == "auto" else method
     seeds = np.random.SeedSequence(seed).spawn(lam + 2)
     test_tokens = int(lengths[test].sum())

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ising_moe.cli import main
 from ising_moe.data import ExpertSequences, save_experts
-from ising_moe.errors import InvalidParameterError
+from ising_moe.errors import ConvergenceWarning, InvalidParameterError
 from ising_moe.fit.lattice import ExactLattice, LatticeLayout
 from ising_moe.fit.lattice.analysis import analyze_lattice, crosslayer_mutual_information, mutual_information
 
@@ -97,3 +97,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     assert r.exit_code == 2 and "token ids" in r.output and not (tmp_path / "o2" / "fit.h5").exists()
     with pytest.raises(InvalidParameterError, match="method"):
         analyze_lattice(d, method="magic")
+
+
+def test_a_whole_lattice_fit_that_did_not_converge_is_flagged(report):
+    """Monte Carlo learning cut short (one window of 10 iterations from the pseudo-likelihood start):
+    the report says its model numbers come from a fit still moving; a converged fit carries no flag."""
+    with pytest.warns(ConvergenceWarning):
+        short = analyze_lattice(_planted_sequences(), method="monte-carlo", token_rows=3, l2=0.01, gof_distance=6,
+                                n_draws=1, n_bootstrap=5, mc_options={"window": 10, "max_windows": 1, "step": 1e-4},
+                                seed=1)
+    assert not short.fit.success and not short.summary()["whole_lattice_converged"]
+    assert any(line.lstrip().startswith("FLAG: the whole-lattice fit") for line in short.lines())
+    assert report.summary()["whole_lattice_converged"]
+    assert not any("FLAG" in line for line in report.lines())

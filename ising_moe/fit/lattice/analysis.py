@@ -132,6 +132,7 @@ class LatticeReport:
             "strength_within": {str(lay[k]): float(v) for k, v in enumerate(self.strength_within)},
             "strength_cross": {f"{lay[a]}-{lay[b]}": float(v) for (a, b), v in zip(self.cross_pairs,
                                                                                     self.strength_cross)},
+            "whole_lattice_converged": bool(self.fit.success),
             "fit": {"method": self.fit.method, "success": self.fit.success, "message": self.fit.message,
                     "n_params": self.fit.n_params, "seconds": self.fit.seconds},
             "goodness_of_fit": {str(lay[k]): g for k, g in enumerate(self.gof)},
@@ -142,6 +143,10 @@ class LatticeReport:
         """Human-readable summary lines."""
         out = [f"lattice ({self.method}, layers {', '.join(map(str, self.layers))}; {self.n_test} held-out "
                f"sequences): cross-layer coupling gain per adjacent pair [bits/token], MI empirical / model [bits]"]
+        if not self.fit.success:
+            out.append(f"  FLAG: the whole-lattice fit ({self.fit.method}) did not converge ({self.fit.message}): "
+                       "the model MI, the whole-lattice gain and the model C(r) below are those of a fit that "
+                       "was still moving (the pair gains are separate fits)")
         for (a, b), g, e in zip(self.adjacent, self.pair_gain, self.pair_gain_error):
             out.append(f"  layers {self.layers[a]}-{self.layers[b]}: +{g:.4f} ± {e:.4f}; MI "
                        f"{self.mi_empirical[a, b]:.3f} ± {self.mi_empirical_error[a, b]:.3f} / "
@@ -402,7 +407,8 @@ def plot_lattice(report: LatticeReport, axes=None):
     ax1.set_xlabel("layer")
     ax1.set_ylabel("coupling strength ||J||_F [nats]")
     ax1.legend(fontsize="small")
-    ax1.set_title("fitted couplings (zero-sum gauge)", fontsize="medium")
+    flag = "" if report.fit.success else "\n(FLAG: fit not converged, still moving)"
+    ax1.set_title("fitted couplings (zero-sum gauge)" + flag, fontsize="medium")
     lam = len(lay)
     pairs = [(a, b) for a in range(lam) for b in range(a + 1, lam)]
     emp = np.array([report.mi_empirical[a, b] for a, b in pairs])
@@ -417,7 +423,7 @@ def plot_lattice(report: LatticeReport, axes=None):
     ax2.set_xlabel("empirical MI [bits] (test tokens)")
     ax2.set_ylabel("model MI [bits]")
     ax2.legend(fontsize="x-small")
-    ax2.set_title("cross-layer mutual information of one token's experts", fontsize="medium")
+    ax2.set_title("cross-layer mutual information of one token's experts" + flag, fontsize="medium")
     return ax1, ax2
 
 

@@ -9,9 +9,16 @@
 2. One Monte Carlo learning fit (heat-bath persistent chains, one per training sequence, from the
    pseudo-likelihood fit) of data drawn from a planted lattice of OLMoE's shape (16 layers x 64
    experts; token fields of 200 token rows; Potts couplings along the text; full adjacent
-   cross-layer couplings), at a reduced number of sequences and positions: its time per iteration
-   and per sweep, the extrapolation to 1,000 sequences x 256 tokens (linear in sites: every
-   sweep, statistic and step is), and its agreement with pseudo-likelihood (coupling coordinates).
+   cross-layer couplings): the time of the planted data, of the pseudo-likelihood fit and of the
+   Monte Carlo learning (per iteration, sweep and moments apart; CPU time too), and the agreement
+   of the couplings with pseudo-likelihood and with the planted values. The default size is
+   reduced (40 x 64) so that a run takes minutes; the issue's size, about 25 minutes on 2 cores:
+
+       python benchmarks/bench_lattice.py --skip-column --mc-sequences 1000 --mc-positions 256 \
+           --mc-data-sweeps 100 --mc-cache /tmp/olmoe_shape.npz
+
+The CPU-time ratio of part 1 is reported for single-threaded runs (``NUMBA_NUM_THREADS=1
+OMP_NUM_THREADS=1``), the figure least disturbed by other jobs on a shared machine.
 
     python benchmarks/bench_lattice.py [--layers 4 --states 8 --positions 256 --sequences 8]
                                        [--mc-sequences 40 --mc-positions 64 --mc-window 40]

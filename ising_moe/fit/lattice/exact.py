@@ -36,7 +36,7 @@ __all__ = ["MAX_COLUMN_STATES", "ExactLattice", "column_digits"]
 
 #: largest column (q^Λ) the exact fitter accepts (an organism: 8^4 = 4096)
 MAX_COLUMN_STATES = 32768
-#: unary/marginal doubles per batch of sequences (memory bound of one pass: ~2 x 8 x this bytes)
+#: marginal doubles per batch of sequences (memory bound of a pass that returns marginals: ~8 x this bytes)
 MAX_BATCH_DOUBLES = 1 << 22
 
 

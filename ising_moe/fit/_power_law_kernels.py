@@ -17,6 +17,20 @@ from .._numba import njit
 
 
 @njit
+def _window_energy(c, b, i, jr, table, q):
+    """Coupling energy of state ``b`` at site ``i`` with the window ``c`` of the ``R`` sites before it
+    (only the real sites ``i - r >= 0`` before site ``R``)."""
+    big_r = jr.shape[0]
+    if i >= big_r:
+        return table[c * q + b]
+    e = 0.0
+    for r in range(1, i + 1):
+        if (c // q ** (r - 1)) % q == b:
+            e += jr[r - 1]
+    return e
+
+
+@njit
 def _log_partition(phi, jr, obs, length, alpha, new, table):
     """``log sum_x exp(sum_i phi_i(x_i) + sum_{i<j, j-i<=R} J_{j-i} delta(x_i, x_j))`` over the first
     ``length`` sites, with ``x_i = obs[i]`` wherever ``obs[i] >= 0``.
@@ -44,13 +58,7 @@ def _log_partition(phi, jr, obs, length, alpha, new, table):
                 a = alpha[c]
                 if a == -np.inf:
                     continue
-                if i >= big_r:
-                    e = table[c * q + b]
-                else:
-                    e = 0.0
-                    for r in range(1, i + 1):
-                        if (c // q ** (r - 1)) % q == b:
-                            e += jr[r - 1]
+                e = _window_energy(c, b, i, jr, table, q)
                 v = a + e
                 if v > m:
                     m = v
@@ -63,13 +71,7 @@ def _log_partition(phi, jr, obs, length, alpha, new, table):
                 a = alpha[c]
                 if a == -np.inf:
                     continue
-                if i >= big_r:
-                    e = table[c * q + b]
-                else:
-                    e = 0.0
-                    for r in range(1, i + 1):
-                        if (c // q ** (r - 1)) % q == b:
-                            e += jr[r - 1]
+                e = _window_energy(c, b, i, jr, table, q)
                 s += np.exp(a + e - m)
             new[c2] = m + np.log(s) + phi[i, b]
         for c in range(n_codes):
@@ -197,20 +199,6 @@ def pseudo_likelihood_terms(states, observed, phi, w, dw, coupling, gphi, ll, g_
         ll[s] = tot
         g_coupling[s] = gj
         g_sigma[s] = gs
-
-
-@njit
-def _window_energy(c, b, i, jr, table, q):
-    """Coupling energy of state ``b`` at site ``i`` with the window ``c`` of the ``R`` sites before it
-    (only the real sites ``i - r >= 0`` before site ``R``)."""
-    big_r = jr.shape[0]
-    if i >= big_r:
-        return table[c * q + b]
-    e = 0.0
-    for r in range(1, i + 1):
-        if (c // q ** (r - 1)) % q == b:
-            e += jr[r - 1]
-    return e
 
 
 @njit

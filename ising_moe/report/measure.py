@@ -20,7 +20,7 @@ from ..plot import (
 )
 
 __all__ = ["measurement_summary", "measurement_figures", "comparison_summary", "comparison_figures", "null_fractions",
-           "fmt_pm"]
+           "fmt_pm", "fmt_ranges"]
 
 
 def fmt_pm(value: float, error: float, digits: int = 3) -> str:
@@ -31,6 +31,17 @@ def fmt_pm(value: float, error: float, digits: int = 3) -> str:
         return f"{value:.{digits}g}"
     decimals = max(0, -int(math.floor(math.log10(error))) + 1)
     return f"{value:.{decimals}f} ± {error:.{decimals}f}"
+
+
+def fmt_ranges(values) -> str:
+    """Sorted integers as runs: ``[1, 2, 3, 7, 9, 10]`` -> ``"1-3, 7, 9-10"``."""
+    r = [int(v) for v in values]
+    out, start = [], r[0]
+    for a, b in zip(r, r[1:] + [None]):
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)
 
 
 def _cell(value, width: int, spec: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .measure import fmt_pm
+from .measure import fmt_pm, fmt_ranges
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,8 @@ def _gof_words(g) -> str:
         return head + ": not consistent (correlated excess across distances; only the chi-square rejects)"
     worst = int(np.argmax(np.abs(z)))
     excess = float(np.asarray(g["empirical"])[worst] - np.asarray(g["model"])[worst])
-    return (head + f": still fails at r = {_ranges(bad)} (largest residual {excess:+.2g} at r = {int(d[worst])}, "
+    return (head + f": still fails at r = {fmt_ranges(bad)} (largest residual {excess:+.2g} at r = {int(d[worst])}, "
             f"{'data above' if excess > 0 else 'data below'} the model)")
-
-
-def _ranges(r) -> str:
-    r = [int(v) for v in r]
-    out, start = [], r[0]
-    for a, b in zip(r, r[1:] + [None]):
-        if b != a + 1:
-            out.append(str(start) if start == a else f"{start}-{a}")
-            start = b
-    return ", ".join(out)
 
 
 def topic_payload(t, decode=None) -> dict:

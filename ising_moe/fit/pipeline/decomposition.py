@@ -395,24 +395,16 @@ class LayerDecomposition:
         if bad.size == 0:
             where = "a correlated excess across distances (only the chi-square rejects)"
         else:
+            from ...report.measure import fmt_ranges
+
             sign = "more" if np.nanmean(z[np.abs(np.nan_to_num(z)) > cut]) > 0 else "less"
-            where = (f"the data have {sign} same-expert correlation than the model at r = {_ranges(bad)} "
+            where = (f"the data have {sign} same-expert correlation than the model at r = {fmt_ranges(bad)} "
                      f"(|z| > {cut:.2f}, the multiplicity-corrected 1% level)")
         return head + f": NOT consistent with noise; unexplained structure: {where}"
 
 
 def _fmt_p(p: float) -> str:
     return "p < 1e-300" if p < 1e-300 else f"p = {p:.2g}"
-
-
-def _ranges(r) -> str:
-    r = [int(v) for v in r]
-    out, start = [], r[0]
-    for a, b in zip(r, r[1:] + [None]):
-        if b != a + 1:
-            out.append(str(start) if start == a else f"{start}-{a}")
-            start = b
-    return ", ".join(out)
 
 
 def _size_and_success(model) -> tuple[int, bool]:

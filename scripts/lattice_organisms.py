@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             print(f"no shipped data file for {alias!r}", file=sys.stderr)
             return 2
         data = first_sequences(load_experts(path), args.sequences)
-        report = analyze_lattice(data, token_rows=args.token_rows, seed=args.seed)
+        report = analyze_lattice(data, token_rows=args.token_rows, seed=args.seed, progress=True)
         if args.figures is not None:
             out = args.figures / alias
             out.mkdir(parents=True, exist_ok=True)

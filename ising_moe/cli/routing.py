@@ -338,7 +338,7 @@ def fit(model, layers, variants, max_range, test_fraction, max_distance, n_boots
             from ..fit.lattice.analysis import analyze_lattice, lattice_figure, write_lattice_report
 
             lat = analyze_lattice(data, method=lattice_method, test_fraction=test_fraction,
-                                  gof_distance=min(32, max_distance), seed=seed)
+                                  gof_distance=min(32, max_distance), seed=seed, progress=not as_json)
             write_lattice_report(lat, unit.path(out_dir / "lattice.h5"), overwrite=True, input_sha256=sha)
             figures += [out_dir / p.name for p in lattice_figure(lat, unit.path(fit_file).parent)]
             payload["lattice"] = lat.summary()

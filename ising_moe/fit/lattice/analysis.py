@@ -50,6 +50,8 @@ __all__ = ["LatticeReport", "analyze_lattice", "crosslayer_mutual_information", 
 _LN2 = math.log(2.0)
 #: largest column scored exactly on the held-out sequences (one forward pass per test sequence)
 MAX_SCORE_STATES = 4096
+#: fewest held-out sequences whose paired and bootstrap errors the lattice report shows
+MIN_TEST_SEQUENCES = 4
 #: largest pair column (q^2) that ``method="auto"`` fits exactly
 MAX_EXACT_PAIR_STATES = 1024
 
@@ -141,18 +143,21 @@ class LatticeReport:
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
+        from ...data import subject_label
+
         out = [f"lattice ({self.method}, layers {', '.join(map(str, self.layers))}; {self.n_test} held-out "
-               f"sequences): cross-layer coupling gain per adjacent pair [bits/token], MI empirical / model [bits]"]
+               f"sequences of {subject_label(self.source)}): cross-layer coupling gain per adjacent pair [bits/token], "
+               f"MI empirical / model [bits]"]
         if not self.fit.success:
             out.append(f"  FLAG: the whole-lattice fit ({self.fit.method}) did not converge ({self.fit.message}): "
                        "the model MI, the whole-lattice gain and the model C(r) below are those of a fit that "
                        "was still moving (the pair gains are separate fits)")
         for (a, b), g, e in zip(self.adjacent, self.pair_gain, self.pair_gain_error):
-            out.append(f"  layers {self.layers[a]}-{self.layers[b]}: +{g:.4f} ± {e:.4f}; MI "
+            out.append(f"  layers {self.layers[a]}-{self.layers[b]}: {g:+.4f} ± {e:.4f}; MI "
                        f"{self.mi_empirical[a, b]:.3f} ± {self.mi_empirical_error[a, b]:.3f} / "
                        f"{self.mi_model[a, b]:.3f}")
         if math.isfinite(self.full_gain):
-            out.append(f"  whole lattice over independent layers: +{self.full_gain:.4f} ± {self.full_gain_error:.4f} "
+            out.append(f"  whole lattice over independent layers: {self.full_gain:+.4f} ± {self.full_gain_error:.4f} "
                        f"bits/token")
         bad = [str(self.layers[k]) for k, g in enumerate(self.gof) if g["consistent"] is False]
         untested = [str(self.layers[k]) for k, g in enumerate(self.gof) if g["consistent"] is None]
@@ -243,7 +248,8 @@ def _fit(method, states, tokens, lengths, q, token_rows, couplings, cross_range,
 
 def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str = "potts", cross_range: int = 1,
                     token_rows: int = 1000, l2: float = 1.0, test_fraction: float = 0.2, gof_distance: int = 32,
-                    n_draws: int = 4, n_bootstrap: int = 100, mc_options=None, seed: int = 0) -> LatticeReport:
+                    n_draws: int = 4, n_bootstrap: int = 100, mc_options=None, seed: int = 0,
+                    progress: bool = False) -> LatticeReport:
     """Fit the lattice to an :class:`~ising_moe.data.ExpertSequences` (see the module docstring).
 
     Parameters
@@ -265,6 +271,8 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
     mc_options : dict, optional
         Options of :func:`~ising_moe.fit.mc_learning.mc_learning`.
     seed : int
+    progress : bool
+        A progress bar on stderr over the fits (each adjacent pair, the whole lattice, the rest).
     """
     from ...measure import correlation_function
     from ..conditional import goodness_of_fit
@@ -296,8 +304,11 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
     tokens = None if data.token_ids is None or not token_rows else np.asarray(data.token_ids)[keep]
     n_seq = len(lengths)
     n_test = max(1, round(test_fraction * n_seq))
-    if n_seq - n_test < 2 or n_test < 2:
-        raise InvalidParameterError(f"{n_seq} usable sequences are too few for a held-out split")
+    if n_seq - n_test < 2 or n_test < MIN_TEST_SEQUENCES:
+        raise InvalidParameterError(
+            f"{n_seq} usable sequences give {n_test} held-out and {n_seq - n_test} training sequences: the paired "
+            f"and bootstrap errors need at least {MIN_TEST_SEQUENCES} held-out and 2 training sequences (more "
+            f"sequences, or a larger test fraction)")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_seq)
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
@@ -310,6 +321,9 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
     seeds = np.random.SeedSequence(seed).spawn(lam + 2)
     test_tokens = int(lengths[test].sum())
 
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=lam + 1, desc="lattice", unit="fit", disable=not progress or None)
     # 1. adjacent pairs: with vs without their cross-layer coupling, exact held-out likelihood
     adjacent = np.array([(k, k + 1) for k in range(lam - 1)], dtype=np.int64)
     gain, gain_err = np.full(lam - 1, np.nan), np.full(lam - 1, np.nan)
@@ -322,12 +336,14 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
                          s_seed, mc_options)
             ll.append(model.log_likelihood(sub[test], tok(test), lengths[test]))
         gain[k], gain_err[k] = _paired(ll[0], ll[1], test_tokens)
+        bar.update()
 
     # 2. the whole lattice
     full_seed = int(seeds[lam].generate_state(1)[0])
     cross_range = min(as_int(cross_range, "cross_range", minimum=1), lam - 1)
     model = _fit(full_method, states[train], tok(train), lengths[train], q, token_rows, couplings, cross_range, l2,
                  full_seed, mc_options)
+    bar.update()
     full_gain = full_err = math.nan
     if q**lam <= MAX_SCORE_STATES:
         indep = _fit("pseudo-likelihood" if method == "auto" else method, states[train], tok(train), lengths[train], q,
@@ -340,6 +356,8 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
     gen = np.random.default_rng(seeds[lam + 1])
     rep = np.repeat(test, n_draws)
     draws = model.sample(tok(rep), lengths[rep], n_sites=states.shape[2], rng=gen, n_sweeps=500)
+    bar.update()
+    bar.close()
 
     # mutual information, empirical (bootstrap over test sequences) and model
     joint_seq = _joint_per_sequence(states[test], lengths[test], q)
@@ -350,6 +368,10 @@ def analyze_lattice(data, *, layers=None, method: str = "auto", couplings: str =
         w = np.bincount(boot_rng.integers(0, n_test, n_test), minlength=n_test).astype(float)
         boots.append(_mi_matrix(np.tensordot(w, joint_seq, axes=1)))
     mi_err = np.std(np.array(boots), axis=0, ddof=1)
+    bias = (q - 1) ** 2 / (2 * test_tokens * math.log(2))
+    if bias > 0.01:
+        notes.append(f"plug-in MI is biased up by about (q - 1)^2 / (2 N ln 2) = {bias:.2g} bits on these "
+                     f"{test_tokens} test tokens (the empirical MI's, and the model's where it comes from draws)")
     if q**lam <= MAX_SCORE_STATES and full_method == "exact":
         pm = model.exact().pair_marginals(model.lattice_data(states[test], tok(test), lengths[test]))
         mi_model = _mi_matrix(pm)
